@@ -1,0 +1,144 @@
+"""The application factory and the middlewares every request passes through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+from aiohttp import web
+
+from .appkeys import PRINCIPAL, ROUTE_SCOPES, SETTINGS, STORE, TOKENS
+from .auth import TokenRegistry, parse_bearer
+from .connections import open_redis
+from .embedded import EmbeddedRedis
+from .errors import ApiError, error_response
+from .handlers import Handler
+from .models import InvalidInput
+from .routes import setup_routes
+from .settings import Settings
+from .store import (
+    ChannelRequired,
+    InvalidCursor,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("chatsessions")
+
+BEARER_CHALLENGE = 'Bearer realm="chatsessions"'
+
+
+def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
+    headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+    match error.status:
+        case 404:
+            detail = f"No route for {request.method} {request.path}; see /api/openapi.json."
+        case 405:
+            allowed = error.headers.get("Allow", "")
+            detail = f"Method {request.method} is not allowed here; use {allowed}."
+        case 413:
+            limit = request.app[SETTINGS].max_body_bytes
+            detail = f"Body is larger than the limit of {limit} bytes."
+        case _:
+            detail = error.reason
+    return error_response(error.status, detail, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as ``{"detail": …}`` JSON with the status SPEC §3 gives it."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.detail, error.headers)
+    except InvalidInput as error:
+        return error_response(422, error.detail)
+    except SessionNotFound:
+        return error_response(404, "Session not found")
+    except SessionExists:
+        return error_response(409, "A session with this id already exists.")
+    except InvalidCursor:
+        return error_response(
+            400, "The cursor is not valid; pass next_cursor from a previous page unchanged."
+        )
+    except ChannelRequired:
+        return error_response(
+            422, "channel is required to create a session with its first message."
+        )
+    except StoreUnavailable as error:
+        log.warning("redis unavailable: %s", error)
+        return error_response(
+            503,
+            "Redis is not answering; retry shortly.",
+            {"Retry-After": str(request.app[SETTINGS].retry_after)},
+        )
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _http_error(request, error)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "Internal server error; it has been logged.")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every /api request names a token; the route says which scope it needs."""
+    if request.path != "/api" and not request.path.startswith("/api/"):
+        return await handler(request)
+    token = parse_bearer(request.headers.get("Authorization"))
+    if token is None:
+        raise ApiError(
+            401,
+            "Missing bearer token: send the header Authorization: Bearer <token>.",
+            {"WWW-Authenticate": BEARER_CHALLENGE},
+        )
+    principal = request.app[TOKENS].resolve(token)
+    if principal is None:
+        raise ApiError(
+            401,
+            "The bearer token is not valid.",
+            {"WWW-Authenticate": BEARER_CHALLENGE + ', error="invalid_token"'},
+        )
+    scope = request.app[ROUTE_SCOPES].get(request.match_info.route)
+    if scope is not None and scope not in principal.scopes:
+        raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
+    request[PRINCIPAL] = principal
+    return await handler(request)
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis client (and the embedded server when no URL is set); close both."""
+    settings = app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            embedded = EmbeddedRedis(settings.data_dir)
+            await asyncio.to_thread(embedded.start)
+            stack.push_async_callback(asyncio.to_thread, embedded.stop)
+            url = embedded.url
+        client = open_redis(url, settings.redis_timeout)
+        stack.push_async_callback(client.aclose)
+        app[STORE] = SessionStore(client, active_window_ms=settings.active_window_ms)
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.tokens:
+        raise ValueError("at least one token must be configured; serve generates one")
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    app[SETTINGS] = settings
+    app[TOKENS] = TokenRegistry(settings.tokens)
+    app[ROUTE_SCOPES] = {}
+    setup_routes(app)
+    app.cleanup_ctx.append(redis_context)
+    return app

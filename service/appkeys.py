@@ -1,0 +1,18 @@
+"""Typed keys for everything the app and its requests carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from .auth import Principal, TokenRegistry
+from .settings import Settings
+from .store import SessionStore
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", SessionStore)
+TOKENS = web.AppKey("tokens", TokenRegistry)
+# The scope each /api route needs; routes missing here need only a valid token.
+ROUTE_SCOPES = web.AppKey("route_scopes", dict[AbstractRoute, str])
+
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -1,0 +1,144 @@
+"""The ``chatsessions`` command: serve, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import hash_token, new_token
+from .settings import SCOPES, ConfigError, Settings, TokenConfig, load_settings, parse_scopes
+
+log = logging.getLogger("chatsessions")
+
+EXIT_CONFIG = 2
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def with_generated_token(settings: Settings) -> Settings:
+    """No token configured: make one for this run and print it, once, to stdout."""
+    token = new_token()
+    print(
+        f"No token configured; this run accepts one generated token "
+        f"(namespace {settings.default_namespace}, all scopes):\n\n    {token}\n\n"
+        f"Create lasting ones with: chatsessions token new --name NAME",
+        flush=True,
+    )
+    generated = TokenConfig(
+        name="generated",
+        sha256=hash_token(token),
+        scopes=frozenset(SCOPES),
+        namespace=settings.default_namespace,
+    )
+    return replace(settings, tokens=(generated,))
+
+
+async def run_server(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then close every resource the app opened."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
+        await site.start()
+        log.info("serving on http://%s:%d", settings.host, settings.port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_event_loop(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run_server(settings))
+    else:
+        uvloop.run(run_server(settings))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("workers", args.workers))
+        if value is not None
+    }
+    settings = replace(settings, **overrides)
+    configure_logging(settings)
+    if not settings.tokens:
+        settings = with_generated_token(settings)
+    run_event_loop(settings)
+    return 0
+
+
+def cmd_token_new(args: argparse.Namespace) -> int:
+    scopes = sorted(parse_scopes("--scopes", args.scopes))
+    token = new_token()
+    print(f"token (shown once, store it now): {token}\n")
+    print("Add this to your config file:\n")
+    print("[[tokens]]")
+    print(f'name = "{args.name}"')
+    print(f'sha256 = "{hash_token(token)}"')
+    print(f"scopes = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in scopes)}]")
+    print(f'namespace = "{args.namespace}"')
+    return 0
+
+
+def cmd_token_hash(args: argparse.Namespace) -> int:
+    token = sys.stdin.readline().strip()
+    if not token:
+        print("token hash: give the token on standard input", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_token(token))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatsessions", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--config", help="TOML config file (else $CHATSESSIONS_CONFIG)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(run=cmd_serve)
+
+    token = commands.add_parser("token", help="make and hash API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    new = token_commands.add_parser("new", help="print a new token and its config entry")
+    new.add_argument("--name", required=True)
+    new.add_argument("--scopes", default="read,write,delete")
+    new.add_argument("--namespace", default="default")
+    new.set_defaults(run=cmd_token_new)
+    hashed = token_commands.add_parser("hash", help="print the SHA-256 of a token read from stdin")
+    hashed.set_defaults(run=cmd_token_hash)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""HTTP handlers: parse the request, call the store, serialise the answer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .appkeys import PRINCIPAL, SETTINGS, STORE
+from .errors import ApiError
+from .models import (
+    InvalidInput,
+    check_channel,
+    check_metadata,
+    check_session_id,
+    check_title,
+    now_ms,
+    parse_message,
+)
+from .store import IngestResult, StoreUnavailable
+
+MAX_LIST_LIMIT = 500
+MAX_HISTORY_LIMIT = 500
+MAX_OFFSET = 10**9
+JSON_TYPES = ("application/json",)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def namespace_of(request: web.Request) -> str:
+    return request[PRINCIPAL].namespace
+
+
+def path_session_id(request: web.Request) -> str:
+    return check_session_id(request.match_info["session_id"], "session id")
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be a whole number from {low} to {high}.")
+    return value
+
+
+def bool_param(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise InvalidInput(f"{name} must be true or false.")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, refused cleanly when it is not JSON or too large."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"Body is larger than the limit of {limit} bytes.")
+    content_type = request.content_type
+    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, f"Body is larger than the limit of {limit} bytes.") from None
+    if not raw.strip():
+        raise ApiError(400, "Body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, f"Body is not valid JSON: {error}.") from None
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("Body must be a JSON object.")
+    return body
+
+
+# --- probes -------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[STORE].ping()
+    except StoreUnavailable:
+        raise ApiError(
+            503,
+            "Redis is not answering; the service will recover when it does.",
+            {"Retry-After": str(request.app[SETTINGS].retry_after)},
+        ) from None
+    return json_response({"status": "ready"})
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    limit = int_param(request, "limit", 50, 1, MAX_LIST_LIMIT)
+    cursor = request.query.get("cursor")
+    offset = None
+    if "offset" in request.query:
+        if cursor is not None:
+            raise InvalidInput("Use either offset or cursor, not both.")
+        offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
+    channel = request.query.get("channel")
+    page = await request.app[STORE].list_sessions(
+        namespace_of(request),
+        limit=limit,
+        now=now_ms(),
+        offset=offset,
+        cursor=cursor,
+        channel=None if channel is None else check_channel(channel),
+        active=bool_param(request, "active"),
+    )
+    body = b"".join(
+        [
+            b'{"sessions":[',
+            page.items_json,
+            b'],"total":',
+            str(page.total).encode(),
+            b',"next_cursor":',
+            orjson.dumps(page.next_cursor),
+            b"}",
+        ]
+    )
+    return web.Response(body=body, content_type="application/json")
+
+
+async def create_session(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    settings = request.app[SETTINGS]
+    raw_id = body.get("id")
+    session_id = f"session_{uuid.uuid4().hex[:16]}" if raw_id is None else check_session_id(raw_id)
+    raw_title = body.get("title")
+    session = await request.app[STORE].create_session(
+        namespace_of(request),
+        session_id,
+        channel=check_channel(body.get("channel")),
+        title=None if raw_title is None else check_title(raw_title),
+        metadata=check_metadata(body.get("metadata"), settings.max_metadata_bytes),
+        now=now_ms(),
+    )
+    return json_response(session.as_dict(), status=201)
+
+
+async def get_session(request: web.Request) -> web.Response:
+    session = await request.app[STORE].get_session(
+        namespace_of(request), path_session_id(request), now=now_ms()
+    )
+    return json_response(session.as_dict())
+
+
+async def rename_session(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    session = await request.app[STORE].rename_session(
+        namespace_of(request), path_session_id(request), check_title(body.get("title")), now=now_ms()
+    )
+    return json_response(session.as_dict())
+
+
+async def set_title(request: web.Request) -> web.Response:
+    """PocketPaw's rename: same effect as PATCH, answers only a status."""
+    await rename_session(request)
+    return json_response({"status": "ok"})
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    await request.app[STORE].delete_session(namespace_of(request), path_session_id(request))
+    return json_response({"status": "ok"})
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+def ingest_response(result: IngestResult) -> web.Response:
+    return json_response(
+        {"message": result.message.as_dict(), "session": result.session.as_dict()},
+        status=201 if result.created else 200,
+    )
+
+
+async def add_message(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    session_id = path_session_id(request)
+    message = parse_message(
+        await read_json(request),
+        max_content_bytes=settings.max_content_bytes,
+        max_metadata_bytes=settings.max_metadata_bytes,
+    )
+    result = await request.app[STORE].add_message(
+        namespace_of(request), session_id, message, now=now_ms()
+    )
+    return ingest_response(result)
+
+
+async def history(request: web.Request) -> web.Response:
+    page = await request.app[STORE].history(
+        namespace_of(request),
+        path_session_id(request),
+        limit=int_param(request, "limit", 50, 1, MAX_HISTORY_LIMIT),
+        before=request.query.get("before"),
+    )
+    return json_response(
+        {"messages": [m.as_dict() for m in page.messages], "next_cursor": page.next_cursor}
+    )

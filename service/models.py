@@ -1,0 +1,189 @@
+"""What callers send, checked: the one place that turns raw JSON into domain values.
+
+Every refusal is an :class:`InvalidInput` carrying the sentence the caller sees
+(HTTP 422), so a batch can report it per item and a handler can raise it whole.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ROLES = ("user", "assistant", "system", "tool")
+CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_ID_LENGTH = 256
+MAX_TITLE_LENGTH = 200
+AUTO_TITLE_LENGTH = 80
+DEFAULT_TITLE = "New session"
+# A bot clock may run a little ahead; a day ahead is a bug that would pin a session on top.
+MAX_FUTURE_MS = 24 * 3600 * 1000
+MIN_TIME_MS = 0
+MAX_TIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class InvalidInput(ValueError):
+    """A value the caller sent is missing or out of range (HTTP 422)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class MessageIn:
+    id: str
+    role: str
+    content: str
+    timestamp_ms: int
+    metadata: dict[str, Any] | None
+    channel: str | None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def format_time(ms: int) -> str:
+    """RFC 3339 in UTC with a ``Z``; milliseconds only when there are any."""
+    seconds, millis = divmod(ms, 1000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def parse_time(value: Any, field: str = "timestamp") -> int:
+    """Epoch milliseconds from an RFC 3339 string or epoch seconds."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be an RFC 3339 string or epoch seconds.")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{field} must be a finite number of epoch seconds.")
+        ms = round(value * 1000)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(
+                f"{field} is not an RFC 3339 time such as 2024-01-15T10:30:00Z."
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ms = round(parsed.timestamp() * 1000)
+    else:
+        raise InvalidInput(f"{field} must be an RFC 3339 string or epoch seconds.")
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise InvalidInput(f"{field} must be between 1970 and 9999.")
+    if ms > now_ms() + MAX_FUTURE_MS:
+        raise InvalidInput(f"{field} is more than 24 hours in the future.")
+    return ms
+
+
+def check_session_id(value: Any, field: str = "id") -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a string.")
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(f"{field} must be 1 to {MAX_ID_LENGTH} characters long.")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{field} must not contain control characters.")
+    _check_encodable(value, field)
+    return value
+
+
+def check_channel(value: Any, field: str = "channel") -> str:
+    if not isinstance(value, str) or not CHANNEL_PATTERN.match(value):
+        raise InvalidInput(
+            f"{field} must be 1 to 64 letters, digits, '_', '.' or '-', such as telegram or web."
+        )
+    return value
+
+
+def check_title(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("title must be a string.")
+    title = " ".join(value.split())
+    if not title:
+        raise InvalidInput("title must not be empty.")
+    if len(title) > MAX_TITLE_LENGTH:
+        raise InvalidInput(f"title must be at most {MAX_TITLE_LENGTH} characters.")
+    _check_encodable(title, "title")
+    return title
+
+
+def check_metadata(value: Any, max_bytes: int, field: str = "metadata") -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{field} must be a JSON object.")
+    try:
+        size = len(orjson.dumps(value))
+    except (orjson.JSONEncodeError, TypeError):
+        raise InvalidInput(f"{field} holds a value that cannot be stored as JSON.") from None
+    if size > max_bytes:
+        raise InvalidInput(f"{field} is {size} bytes; the limit is {max_bytes}.")
+    return value
+
+
+def auto_title(content: str) -> str | None:
+    """A title from the first user message: its first words, cut at a word."""
+    words = content.split()
+    if not words:
+        return None
+    title = " ".join(words)
+    if len(title) <= AUTO_TITLE_LENGTH:
+        return title
+    cut = title[: AUTO_TITLE_LENGTH - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def parse_message(
+    body: Any,
+    *,
+    max_content_bytes: int,
+    max_metadata_bytes: int,
+) -> MessageIn:
+    """One message as a bot sends it; ``id`` is generated when absent."""
+    if not isinstance(body, dict):
+        raise InvalidInput("Each message must be a JSON object.")
+    role = body.get("role")
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}.")
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise InvalidInput("content must be a string.")
+    size = len(_check_encodable(content, "content").encode("utf-8"))
+    if size > max_content_bytes:
+        raise InvalidInput(f"content is {size} bytes; the limit is {max_content_bytes}.")
+    message_id = body.get("id")
+    message_id = f"msg_{uuid.uuid4().hex}" if message_id is None else check_session_id(message_id)
+    timestamp = body.get("timestamp")
+    timestamp_ms = now_ms() if timestamp is None else parse_time(timestamp)
+    channel = body.get("channel")
+    return MessageIn(
+        id=message_id,
+        role=role,
+        content=content,
+        timestamp_ms=timestamp_ms,
+        metadata=check_metadata(body.get("metadata"), max_metadata_bytes),
+        channel=None if channel is None else check_channel(channel),
+    )
+
+
+def _check_encodable(text: str, field: str) -> str:
+    # orjson already refuses lone surrogates in JSON; this guards values from other paths.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} is not valid Unicode text.") from None
+    return text

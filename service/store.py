@@ -1,0 +1,660 @@
+"""The Redis store: the only module that knows key names and Lua scripts.
+
+Layout of one namespace ``ns`` (every key carries the hash tag ``{ns}``, so each
+script runs on one Redis Cluster slot and namespaces spread over the shards):
+
+``cs:{ns}:sessions``            hash, session id -> session card (below)
+``cs:{ns}:index``               sorted set, session id scored by updated_at (epoch ms)
+``cs:{ns}:channel:<channel>``   sorted set, the same for one channel
+``cs:{ns}:messages:<id>``       list of stored messages, in the order they arrived
+``cs:{ns}:seen:<id>``           hash, message id -> its position in the list
+``cs:{ns}:meta:<id>``           string, the session's metadata as JSON (only when set)
+
+A session card is one string: a title-source letter (``d`` default, ``a`` auto,
+``u`` set by a user) followed by the session's list item as JSON without its
+closing brace, in a fixed field order::
+
+    u{"id":"…","title":"…","created_at":"…","updated_at":"…","message_count":12,"channel":"web"
+
+Keeping the rendered item means a page of the list is one ZREVRANGE, one HMGET
+and a string join inside Redis, with the ``active`` flag appended from the
+score; the client gets one bulk string it can splice into the response. JSON
+strings inside the card come from orjson; every structural marker the scripts
+look for contains a bare ``"``, which can never occur inside a JSON string, so
+finding the markers is unambiguous whatever the ids and titles hold.
+
+A stored message is the JSON array ``[id, role, content, timestamp_ms, metadata]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from .models import DEFAULT_TITLE, MessageIn, auto_title, format_time
+
+RedisClient = Redis | RedisCluster
+T = TypeVar("T")
+
+TITLE_DEFAULT = "d"
+TITLE_AUTO = "a"
+TITLE_USER = "u"
+TITLE_SOURCES = {TITLE_DEFAULT: "default", TITLE_AUTO: "auto", TITLE_USER: "user"}
+
+
+class StoreError(Exception):
+    """Base of the store's domain errors."""
+
+
+class SessionNotFound(StoreError):
+    pass
+
+
+class SessionExists(StoreError):
+    pass
+
+
+class ChannelRequired(StoreError):
+    """A message for an unknown session came without the channel to create it."""
+
+
+class InvalidCursor(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    """Redis did not answer in time, refused, or is failing over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    title: str
+    title_source: str
+    channel: str
+    created_at: str
+    updated_at: str
+    message_count: int
+    active: bool
+    metadata: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "message_count": self.message_count,
+            "channel": self.channel,
+            "active": self.active,
+            "title_source": self.title_source,
+            "metadata": self.metadata if self.metadata is not None else {},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    role: str
+    content: str
+    timestamp: str
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "timestamp": self.timestamp,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    total: int
+    # The page's items, already JSON, comma-separated, without the brackets.
+    items_json: bytes
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    created: bool
+    message: Message
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    messages: list[Message]
+    next_cursor: str | None
+
+
+# Card helpers shared by every script that reads or rewrites a card.
+_LUA_CARD = """
+local function card_parse(card)
+  local a = string.find(card, ',"title":', 1, true)
+  local b = string.find(card, ',"created_at":"', a, true)
+  local c = string.find(card, '","updated_at":"', b, true)
+  local d = string.find(card, '","message_count":', c, true)
+  local e = string.find(card, ',"channel":"', d, true)
+  return {
+    source = string.sub(card, 1, 1),
+    id = string.sub(card, 8, a - 1),
+    title = string.sub(card, a + 9, b - 1),
+    created = string.sub(card, b + 15, c - 1),
+    updated = string.sub(card, c + 16, d - 1),
+    count = tonumber(string.sub(card, d + 18, e - 1)),
+    channel = string.sub(card, e + 12, -2),
+  }
+end
+local function card_render(s)
+  return s.source .. '{"id":' .. s.id .. ',"title":' .. s.title .. ',"created_at":"'
+    .. s.created .. '","updated_at":"' .. s.updated .. '","message_count":'
+    .. string.format('%d', s.count) .. ',"channel":"' .. s.channel .. '"'
+end
+"""
+
+# KEYS[1] sessions hash, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash
+# ARGV[1] session id, ARGV[2] session id as JSON, ARGV[3] channel ('' if not sent),
+# ARGV[4] channel key prefix, ARGV[5] message id, ARGV[6] message time ms,
+# ARGV[7] message time RFC 3339, ARGV[8] stored message, ARGV[9] auto title as JSON
+# ('' if none), ARGV[10] default title as JSON
+# Returns {1, card, score, stored message} when stored, {0, …} for a message id seen
+# before (nothing changes), {-1} for an unknown session without a channel.
+INGEST = (
+    _LUA_CARD
+    + """
+local card = redis.call('HGET', KEYS[1], ARGV[1])
+local ts = tonumber(ARGV[6])
+local s
+local score
+if card then
+  local position = redis.call('HGET', KEYS[4], ARGV[5])
+  if position then
+    return {0, card, redis.call('ZSCORE', KEYS[2], ARGV[1]),
+            redis.call('LINDEX', KEYS[3], position)}
+  end
+  s = card_parse(card)
+  score = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
+else
+  if ARGV[3] == '' then return {-1} end
+  s = {source = 'd', id = ARGV[2], title = ARGV[10], created = ARGV[7],
+       updated = ARGV[7], count = 0, channel = ARGV[3]}
+  score = nil
+end
+if score == nil or ts > score then
+  score = ts
+  s.updated = ARGV[7]
+  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+  redis.call('ZADD', ARGV[4] .. s.channel, ARGV[6], ARGV[1])
+end
+s.count = s.count + 1
+if s.source == 'd' and ARGV[9] ~= '' then
+  s.title = ARGV[9]
+  s.source = 'a'
+end
+local length = redis.call('RPUSH', KEYS[3], ARGV[8])
+redis.call('HSET', KEYS[4], ARGV[5], length - 1)
+card = card_render(s)
+redis.call('HSET', KEYS[1], ARGV[1], card)
+return {1, card, string.format('%d', score), ARGV[8]}
+"""
+)
+
+# KEYS[1] sorted set to page (index or one channel's), KEYS[2] sessions hash
+# ARGV[1] limit, ARGV[2] offset ('' when paging by cursor), ARGV[3] cursor score,
+# ARGV[4] cursor member, ARGV[5] active filter ('', '1' active, '0' inactive),
+# ARGV[6] active cutoff (epoch ms; scores at or above it are active)
+# Returns {total, more (0/1), last member, last score, items joined by ','}.
+PAGE = """
+local limit = tonumber(ARGV[1])
+local cutoff = tonumber(ARGV[6])
+local n = redis.call('ZCARD', KEYS[1])
+local lo, hi = 0, n
+if ARGV[5] ~= '' then
+  local n_active = redis.call('ZCOUNT', KEYS[1], ARGV[6], '+inf')
+  if ARGV[5] == '1' then hi = n_active else lo = n_active end
+end
+local start
+if ARGV[2] ~= '' then
+  start = lo + tonumber(ARGV[2])
+else
+  local cs, cm = ARGV[3], ARGV[4]
+  local rank = redis.call('ZREVRANK', KEYS[1], cm)
+  if rank and tonumber(redis.call('ZSCORE', KEYS[1], cm)) == tonumber(cs) then
+    start = rank + 1
+  else
+    -- The cursor's session moved or went away: count what sorts before (cs, cm).
+    start = redis.call('ZCOUNT', KEYS[1], '(' .. cs, '+inf')
+    local ties = redis.call('ZRANGEBYSCORE', KEYS[1], cs, cs)
+    for _, member in ipairs(ties) do
+      local i, gt = 1, nil
+      while gt == nil do
+        local x, y = string.byte(member, i), string.byte(cm, i)
+        if x == y then
+          if x == nil then gt = false end
+        elseif x == nil then gt = false
+        elseif y == nil then gt = true
+        else gt = x > y end
+        i = i + 1
+      end
+      if gt then start = start + 1 end
+    end
+  end
+  if start < lo then start = lo end
+end
+local stop = math.min(start + limit, hi) - 1
+if start > stop then return {hi - lo, 0, '', '', ''} end
+local ranked = redis.call('ZREVRANGE', KEYS[1], start, stop, 'WITHSCORES')
+local ids = {}
+for i = 1, #ranked, 2 do ids[#ids + 1] = ranked[i] end
+local cards = redis.call('HMGET', KEYS[2], unpack(ids))
+local items = {}
+for i, card in ipairs(cards) do
+  if card then
+    if tonumber(ranked[2 * i]) >= cutoff then
+      items[#items + 1] = string.sub(card, 2) .. ',"active":true}'
+    else
+      items[#items + 1] = string.sub(card, 2) .. ',"active":false}'
+    end
+  end
+end
+local more = 0
+if stop + 1 < hi then more = 1 end
+return {hi - lo, more, ranked[#ranked - 1], ranked[#ranked], table.concat(items, ',')}
+"""
+
+# KEYS[1] sessions hash, KEYS[2] index, KEYS[3] meta
+# ARGV[1] session id
+# Returns {card, score, metadata or false}, or an empty table when unknown.
+READ = """
+local card = redis.call('HGET', KEYS[1], ARGV[1])
+if not card then return {} end
+return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
+"""
+
+# KEYS[1] sessions hash, KEYS[2] index, KEYS[3] channel index, KEYS[4] meta
+# ARGV[1] session id, ARGV[2] card, ARGV[3] score (epoch ms), ARGV[4] metadata ('' if none)
+# Returns 1 when created, 0 when the id is taken.
+CREATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
+return 1
+"""
+
+# KEYS[1] sessions hash, KEYS[2] index, KEYS[3] meta
+# ARGV[1] session id, ARGV[2] title as JSON
+# Returns {card, score, metadata or false}, or an empty table when unknown.
+RENAME = (
+    _LUA_CARD
+    + """
+local card = redis.call('HGET', KEYS[1], ARGV[1])
+if not card then return {} end
+local s = card_parse(card)
+s.title = ARGV[2]
+s.source = 'u'
+card = card_render(s)
+redis.call('HSET', KEYS[1], ARGV[1], card)
+return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
+"""
+)
+
+# KEYS[1] sessions hash, KEYS[2] index, KEYS[3] messages, KEYS[4] seen, KEYS[5] meta
+# ARGV[1] session id, ARGV[2] channel key prefix
+# Returns 1 when deleted, 0 when unknown.
+DELETE = (
+    _LUA_CARD
+    + """
+local card = redis.call('HGET', KEYS[1], ARGV[1])
+if not card then return 0 end
+local s = card_parse(card)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', ARGV[2] .. s.channel, ARGV[1])
+redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[5])
+return 1
+"""
+)
+
+# KEYS[1] sessions hash, KEYS[2] messages list
+# ARGV[1] session id, ARGV[2] limit, ARGV[3] before (list position; '' for the newest)
+# Returns {-1} for an unknown session, else {first position, messages…}.
+HISTORY = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {-1} end
+local limit = tonumber(ARGV[2])
+local before = redis.call('LLEN', KEYS[2])
+if ARGV[3] ~= '' then before = math.min(before, tonumber(ARGV[3])) end
+local first = math.max(before - limit, 0)
+local page = {first}
+if before > first then
+  for _, m in ipairs(redis.call('LRANGE', KEYS[2], first, before - 1)) do page[#page + 1] = m end
+end
+return page
+"""
+
+
+class Keys:
+    """Key names of one namespace; all share the namespace's hash tag."""
+
+    def __init__(self, namespace: str) -> None:
+        self.prefix = f"cs:{{{namespace}}}:"
+        self.sessions = self.prefix + "sessions"
+        self.index = self.prefix + "index"
+        self.channel_prefix = self.prefix + "channel:"
+
+    def channel(self, channel: str) -> str:
+        return self.channel_prefix + channel
+
+    def messages(self, session_id: str) -> str:
+        return f"{self.prefix}messages:{session_id}"
+
+    def seen(self, session_id: str) -> str:
+        return f"{self.prefix}seen:{session_id}"
+
+    def meta(self, session_id: str) -> str:
+        return f"{self.prefix}meta:{session_id}"
+
+
+def encode_cursor(score: int, member: str) -> str:
+    raw = orjson.dumps([score, member])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, member = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidCursor(cursor) from None
+    if not isinstance(score, int) or isinstance(score, bool) or not isinstance(member, str):
+        raise InvalidCursor(cursor)
+    return score, member
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _is_transient(error: redis_errors.ResponseError) -> bool:
+    return str(error).split(" ", 1)[0] in {"MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"}
+
+
+class SessionStore:
+    """Sessions, their index and their messages, in Redis, one round trip per call."""
+
+    def __init__(self, redis: RedisClient, *, active_window_ms: int) -> None:
+        self._redis = redis
+        self._active_window_ms = active_window_ms
+        self._ingest = redis.register_script(INGEST)
+        self._page = redis.register_script(PAGE)
+        self._read = redis.register_script(READ)
+        self._create = redis.register_script(CREATE)
+        self._rename = redis.register_script(RENAME)
+        self._delete = redis.register_script(DELETE)
+        self._history = redis.register_script(HISTORY)
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis round trip, turning outages into :class:`StoreUnavailable`."""
+        try:
+            return await operation()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
+            raise StoreUnavailable(str(error)) from error
+        except redis_errors.ClusterError as error:
+            raise StoreUnavailable(str(error)) from error
+        except redis_errors.ResponseError as error:
+            if _is_transient(error):
+                raise StoreUnavailable(str(error)) from error
+            raise
+
+    async def ping(self) -> None:
+        await self._call(self._redis.ping)
+
+    def _session(self, card: bytes, score: bytes | None, meta: bytes | None, now: int) -> Session:
+        item = orjson.loads(card[1:] + b"}")
+        updated_ms = int(score) if score is not None else 0
+        return Session(
+            id=item["id"],
+            title=item["title"],
+            title_source=TITLE_SOURCES[chr(card[0])],
+            channel=item["channel"],
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            message_count=item["message_count"],
+            active=updated_ms >= now - self._active_window_ms,
+            metadata=orjson.loads(meta) if meta else None,
+        )
+
+    async def list_sessions(
+        self,
+        namespace: str,
+        *,
+        limit: int,
+        now: int,
+        offset: int | None = None,
+        cursor: str | None = None,
+        channel: str | None = None,
+        active: bool | None = None,
+    ) -> SessionPage:
+        keys = Keys(namespace)
+        if cursor is not None:
+            cursor_score, cursor_member = decode_cursor(cursor)
+            position = ["", str(cursor_score), cursor_member]
+        else:
+            position = [str(offset or 0), "", ""]
+        active_filter = "" if active is None else ("1" if active else "0")
+        zset = keys.index if channel is None else keys.channel(channel)
+        total, more, last_member, last_score, items = await self._call(
+            lambda: self._page(
+                keys=[zset, keys.sessions],
+                args=[limit, *position, active_filter, now - self._active_window_ms],
+            )
+        )
+        next_cursor = encode_cursor(int(last_score), _text(last_member)) if more else None
+        return SessionPage(total=int(total), items_json=bytes(items), next_cursor=next_cursor)
+
+    async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
+        keys = Keys(namespace)
+        found = await self._call(
+            lambda: self._read(
+                keys=[keys.sessions, keys.index, keys.meta(session_id)], args=[session_id]
+            )
+        )
+        if not found:
+            raise SessionNotFound(session_id)
+        card, score, meta = found
+        return self._session(card, score, meta or None, now)
+
+    def _ingest_args(self, keys: Keys, session_id: str, message: MessageIn) -> list[Any]:
+        stored = orjson.dumps(
+            [message.id, message.role, message.content, message.timestamp_ms, message.metadata]
+        )
+        title = auto_title_json(message)
+        return [
+            session_id,
+            orjson.dumps(session_id),
+            message.channel or "",
+            keys.channel_prefix,
+            message.id,
+            message.timestamp_ms,
+            format_time(message.timestamp_ms),
+            stored,
+            title,
+            orjson.dumps(DEFAULT_TITLE),
+        ]
+
+    def _ingest_keys(self, keys: Keys, session_id: str) -> list[str]:
+        return [keys.sessions, keys.index, keys.messages(session_id), keys.seen(session_id)]
+
+    def _ingest_result(self, reply: Sequence[Any], session_id: str, now: int) -> IngestResult:
+        status = int(reply[0])
+        if status < 0:
+            raise ChannelRequired(session_id)
+        _, card, score, stored = reply
+        return IngestResult(
+            created=status == 1,
+            message=self._message(stored),
+            session=self._session(card, score, None, now),
+        )
+
+    async def add_message(
+        self, namespace: str, session_id: str, message: MessageIn, *, now: int
+    ) -> IngestResult:
+        keys = Keys(namespace)
+        reply = await self._call(
+            lambda: self._ingest(
+                keys=self._ingest_keys(keys, session_id),
+                args=self._ingest_args(keys, session_id, message),
+            )
+        )
+        return self._ingest_result(reply, session_id, now)
+
+    async def create_session(
+        self,
+        namespace: str,
+        session_id: str,
+        *,
+        channel: str,
+        title: str | None,
+        metadata: dict[str, Any] | None,
+        now: int,
+    ) -> Session:
+        keys = Keys(namespace)
+        stamp = format_time(now)
+        card = render_card(
+            TITLE_USER if title else TITLE_DEFAULT,
+            session_id,
+            title or DEFAULT_TITLE,
+            stamp,
+            stamp,
+            0,
+            channel,
+        )
+        meta = orjson.dumps(metadata) if metadata else b""
+        created = await self._call(
+            lambda: self._create(
+                keys=[keys.sessions, keys.index, keys.channel(channel), keys.meta(session_id)],
+                args=[session_id, card, now, meta],
+            )
+        )
+        if not created:
+            raise SessionExists(session_id)
+        return self._session(card, str(now).encode(), meta or None, now)
+
+    async def rename_session(
+        self, namespace: str, session_id: str, title: str, *, now: int
+    ) -> Session:
+        keys = Keys(namespace)
+        found = await self._call(
+            lambda: self._rename(
+                keys=[keys.sessions, keys.index, keys.meta(session_id)],
+                args=[session_id, orjson.dumps(title)],
+            )
+        )
+        if not found:
+            raise SessionNotFound(session_id)
+        card, score, meta = found
+        return self._session(card, score, meta or None, now)
+
+    async def delete_session(self, namespace: str, session_id: str) -> None:
+        keys = Keys(namespace)
+        deleted = await self._call(
+            lambda: self._delete(
+                keys=[
+                    keys.sessions,
+                    keys.index,
+                    keys.messages(session_id),
+                    keys.seen(session_id),
+                    keys.meta(session_id),
+                ],
+                args=[session_id, keys.channel_prefix],
+            )
+        )
+        if not deleted:
+            raise SessionNotFound(session_id)
+
+    async def history(
+        self, namespace: str, session_id: str, *, limit: int, before: str | None = None
+    ) -> MessagePage:
+        keys = Keys(namespace)
+        before_position = "" if before is None else str(decode_position(before))
+        reply = await self._call(
+            lambda: self._history(
+                keys=[keys.sessions, keys.messages(session_id)],
+                args=[session_id, limit, before_position],
+            )
+        )
+        first = int(reply[0])
+        if first < 0:
+            raise SessionNotFound(session_id)
+        next_cursor = encode_position(first) if first > 0 else None
+        return MessagePage([self._message(m) for m in reply[1:]], next_cursor)
+
+    @staticmethod
+    def _message(stored: bytes) -> Message:
+        message_id, role, content, timestamp_ms, metadata = orjson.loads(stored)
+        return Message(message_id, role, content, format_time(timestamp_ms), metadata or {})
+
+
+def auto_title_json(message: MessageIn) -> bytes:
+    if message.role != "user":
+        return b""
+    title = auto_title(message.content)
+    return orjson.dumps(title) if title else b""
+
+
+def render_card(
+    source: str,
+    session_id: str,
+    title: str,
+    created_at: str,
+    updated_at: str,
+    message_count: int,
+    channel: str,
+) -> bytes:
+    """The card as the Lua ``card_render`` writes it."""
+    return b"".join(
+        [
+            source.encode(),
+            b'{"id":',
+            orjson.dumps(session_id),
+            b',"title":',
+            orjson.dumps(title),
+            b',"created_at":"',
+            created_at.encode(),
+            b'","updated_at":"',
+            updated_at.encode(),
+            b'","message_count":',
+            str(message_count).encode(),
+            b',"channel":"',
+            channel.encode(),
+            b'"',
+        ]
+    )
+
+
+def encode_position(position: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(["m", position])).rstrip(b"=").decode("ascii")
+
+
+def decode_position(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, position = orjson.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidCursor(cursor) from None
+    if tag != "m" or not isinstance(position, int) or isinstance(position, bool) or position < 0:
+        raise InvalidCursor(cursor)
+    return position
