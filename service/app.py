@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from .settings import Settings
 from .store import (
     ChannelRequired,
     InvalidCursor,
+    RedisClient,
     SessionExists,
     SessionNotFound,
     SessionStore,
@@ -113,23 +114,36 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-async def redis_context(app: web.Application) -> AsyncIterator[None]:
-    """Open the Redis client (and the embedded server when no URL is set); close both."""
-    settings = app[SETTINGS]
-    async with AsyncExitStack() as stack:
-        url = settings.redis_url
-        if url is None:
-            embedded = EmbeddedRedis(settings.data_dir)
-            await asyncio.to_thread(embedded.start)
-            stack.push_async_callback(asyncio.to_thread, embedded.stop)
-            url = embedded.url
-        client = open_redis(url, settings.redis_timeout)
-        stack.push_async_callback(client.aclose)
-        app[STORE] = SessionStore(client, active_window_ms=settings.active_window_ms)
-        yield
+def redis_context(
+    client: RedisClient | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the Redis client (and the embedded server when no URL is set); close both.
+
+    A client passed in (fakeredis in tests, say) is used as it is and left open.
+    """
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        if client is not None:
+            app[STORE] = SessionStore(client, active_window_ms=settings.active_window_ms)
+            yield
+            return
+        async with AsyncExitStack() as stack:
+            url = settings.redis_url
+            if url is None:
+                embedded = EmbeddedRedis(settings.data_dir)
+                await asyncio.to_thread(embedded.start)
+                stack.push_async_callback(asyncio.to_thread, embedded.stop)
+                url = embedded.url
+            opened = open_redis(url, settings.redis_timeout)
+            stack.push_async_callback(opened.aclose)
+            app[STORE] = SessionStore(opened, active_window_ms=settings.active_window_ms)
+            yield
+
+    return context
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, redis_client: RedisClient | None = None) -> web.Application:
     if not settings.tokens:
         raise ValueError("at least one token must be configured; serve generates one")
     app = web.Application(
@@ -140,5 +154,5 @@ def create_app(settings: Settings) -> web.Application:
     app[TOKENS] = TokenRegistry(settings.tokens)
     app[ROUTE_SCOPES] = {}
     setup_routes(app)
-    app.cleanup_ctx.append(redis_context)
+    app.cleanup_ctx.append(redis_context(redis_client))
     return app

@@ -11,9 +11,7 @@ from aiohttp import web
 class ApiError(Exception):
     """An error answer with a sentence the caller can act on."""
 
-    def __init__(
-        self, status: int, detail: str, headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail

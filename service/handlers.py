@@ -175,7 +175,10 @@ async def get_session(request: web.Request) -> web.Response:
 async def rename_session(request: web.Request) -> web.Response:
     body = await read_object(request)
     session = await request.app[STORE].rename_session(
-        namespace_of(request), path_session_id(request), check_title(body.get("title")), now=now_ms()
+        namespace_of(request),
+        path_session_id(request),
+        check_title(body.get("title")),
+        now=now_ms(),
     )
     return json_response(session.as_dict())
 
