@@ -1,4 +1,4 @@
-"""The ``chatsessions`` command: serve, token."""
+"""The ``chatsessions`` command: serve, check, token."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from aiohttp import web
 
 from .app import create_app
 from .auth import hash_token, new_token
+from .connections import open_redis
+from .embedded import EmbeddedRedis
 from .settings import SCOPES, ConfigError, Settings, TokenConfig, load_settings, parse_scopes
+from .store import InvariantChecker
 
 log = logging.getLogger("chatsessions")
 
@@ -107,6 +110,44 @@ def cmd_token_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+async def check_namespaces(url: str, redis_timeout: float, namespaces: list[str]) -> int:
+    client = open_redis(url, redis_timeout)
+    try:
+        checker = InvariantChecker(client)
+        names = namespaces or await checker.namespaces()
+        clean = True
+        for namespace in names:
+            report = await checker.check(namespace)
+            state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+            print(
+                f"namespace {namespace}: {report.sessions} sessions, "
+                f"{report.messages} messages: {state}"
+            )
+            for problem in report.problems:
+                print(f"  - {problem}")
+            clean = clean and report.ok
+        if not names:
+            print("no namespaces found")
+        return 0 if clean else 1
+    finally:
+        await client.aclose()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Verify the invariants of each namespace; exit 1 when any drifted."""
+    settings = load_settings(args.config)
+    url = args.redis_url or settings.redis_url
+    namespaces = list(args.namespace or [])
+    if url is not None:
+        return asyncio.run(check_namespaces(url, settings.redis_timeout, namespaces))
+    embedded = EmbeddedRedis(settings.data_dir)
+    if embedded.socket_path.exists():
+        # A running serve holds the data dir: ask its redis-server.
+        return asyncio.run(check_namespaces(embedded.url, settings.redis_timeout, namespaces))
+    with embedded:
+        return asyncio.run(check_namespaces(embedded.url, settings.redis_timeout, namespaces))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatsessions", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int)
     serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("check", help="verify each namespace's invariants")
+    check.add_argument("--config", help="TOML config file (else $CHATSESSIONS_CONFIG)")
+    check.add_argument("--redis-url", help="Redis to check (else the configured one)")
+    check.add_argument("--namespace", action="append", help="namespace to check (default: all)")
+    check.set_defaults(run=cmd_check)
 
     token = commands.add_parser("token", help="make and hash API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

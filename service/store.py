@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -658,3 +658,101 @@ def decode_position(cursor: str) -> int:
     if tag != "m" or not isinstance(position, int) or isinstance(position, bool) or position < 0:
         raise InvalidCursor(cursor)
     return position
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """What :meth:`InvariantChecker.check` found in one namespace."""
+
+    namespace: str
+    sessions: int = 0
+    messages: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class InvariantChecker:
+    """Walks a namespace offline and reports drift between its keys.
+
+    It checks: index ⇔ sessions hash, each session in its channel index with the
+    same score, no channel index entry without a session, message_count ⇔ the
+    stored messages ⇔ the idempotency records, and no messages left without a
+    session. Reads go in batched pipelines; it is an operator's tool, not a
+    request path, so it may scan.
+    """
+
+    BATCH = 500
+
+    def __init__(self, redis: RedisClient) -> None:
+        self._redis = redis
+
+    async def namespaces(self) -> list[str]:
+        found = set()
+        async for key in self._redis.scan_iter(match="cs:{*}:sessions", count=1000):
+            name = _text(key)
+            found.add(name[len("cs:{") : name.index("}:")])
+        return sorted(found)
+
+    async def check(self, namespace: str) -> CheckReport:
+        keys = Keys(namespace)
+        report = CheckReport(namespace)
+        index = {_text(m): int(s) async for m, s in self._zscan(keys.index)}
+        cards: dict[str, bytes] = {}
+        async for field_name, card in self._redis.hscan_iter(keys.sessions, count=1000):
+            cards[_text(field_name)] = card
+        report.sessions = len(cards)
+        for missing in sorted(index.keys() - cards.keys()):
+            report.problems.append(f"index holds {missing!r} but no session has that id")
+        for missing in sorted(cards.keys() - index.keys()):
+            report.problems.append(f"session {missing!r} is missing from the index")
+        channel_of: dict[str, str] = {}
+        ids = sorted(cards)
+        for start in range(0, len(ids), self.BATCH):
+            batch = ids[start : start + self.BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in batch:
+                    pipe.llen(keys.messages(session_id))
+                    pipe.hlen(keys.seen(session_id))
+                replies = await pipe.execute()
+            for position, session_id in enumerate(batch):
+                stored, seen = replies[2 * position], replies[2 * position + 1]
+                item = orjson.loads(cards[session_id][1:] + b"}")
+                count = item["message_count"]
+                channel_of[session_id] = item["channel"]
+                report.messages += stored
+                if count != stored:
+                    report.problems.append(
+                        f"session {session_id!r} counts {count} messages but stores {stored}"
+                    )
+                if seen != stored:
+                    report.problems.append(
+                        f"session {session_id!r} has {seen} message ids for {stored} messages"
+                    )
+        channels = set(channel_of.values())
+        async for key in self._redis.scan_iter(match=keys.channel_prefix + "*", count=1000):
+            channels.add(_text(key)[len(keys.channel_prefix) :])
+        for channel in sorted(channels):
+            members = {_text(m): int(s) async for m, s in self._zscan(keys.channel(channel))}
+            for session_id in sorted(s for s, c in channel_of.items() if c == channel):
+                if session_id not in members:
+                    report.problems.append(
+                        f"session {session_id!r} is missing from the {channel} index"
+                    )
+                elif session_id in index and members[session_id] != index[session_id]:
+                    report.problems.append(
+                        f"session {session_id!r} has another score in the {channel} index"
+                    )
+            for stray in sorted(m for m in members if channel_of.get(m) != channel):
+                report.problems.append(f"{channel} index holds {stray!r}, not a {channel} session")
+        async for key in self._redis.scan_iter(match=keys.prefix + "messages:*", count=1000):
+            session_id = _text(key)[len(keys.prefix + "messages:") :]
+            if session_id not in cards:
+                report.problems.append(f"messages of {session_id!r} remain without a session")
+        return report
+
+    async def _zscan(self, key: str) -> AsyncIterator[tuple[bytes, float]]:
+        async for member, score in self._redis.zscan_iter(key, count=1000):
+            yield member, score

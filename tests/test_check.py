@@ -1,0 +1,79 @@
+"""The invariant checker finds every kind of drift, and nothing on clean data."""
+
+from __future__ import annotations
+
+import pytest
+
+from redis_process import RedisProcess
+from service.cli import main
+from service.models import MessageIn
+from service.store import InvariantChecker, Keys, RedisClient, SessionStore
+
+NOW = 1_705_315_500_000
+
+
+async def seed(store: SessionStore) -> None:
+    for session_id, channel in [("a", "web"), ("b", "telegram"), ("c", "web")]:
+        for n in range(3):
+            message = MessageIn(f"m{n}", "user", "hi", NOW + n, None, channel)
+            await store.add_message("default", session_id, message, now=NOW)
+    await store.add_message("other", "x", MessageIn("m", "user", "hi", NOW, None, "web"), now=NOW)
+
+
+async def test_clean_data_has_no_problems(store: SessionStore, redis_client: RedisClient) -> None:
+    await seed(store)
+    await store.delete_session("default", "c")
+    checker = InvariantChecker(redis_client)
+    assert await checker.namespaces() == ["default", "other"]
+    report = await checker.check("default")
+    assert report.ok, report.problems
+    assert (report.sessions, report.messages) == (2, 6)
+
+
+async def test_each_drift_is_reported(store: SessionStore, redis_client: RedisClient) -> None:
+    await seed(store)
+    keys = Keys("default")
+    await redis_client.rpop(keys.messages("a"))  # count and ids now disagree with the list
+    await redis_client.zrem(keys.index, "b")  # b left the index only
+    await redis_client.zadd(keys.channel("web"), {"ghost": NOW})  # a stray channel entry
+    await redis_client.rpush(keys.messages("gone"), b"[]")  # messages without a session
+    await redis_client.zadd(keys.channel("web"), {"c": 1})  # c's channel score drifted
+    report = await InvariantChecker(redis_client).check("default")
+    problems = "\n".join(report.problems)
+    assert "session 'a' counts 3 messages but stores 2" in problems
+    assert "session 'a' has 3 message ids for 2 messages" in problems
+    assert "session 'b' is missing from the index" in problems
+    assert "web index holds 'ghost'" in problems
+    assert "messages of 'gone' remain without a session" in problems
+    assert "session 'c' has another score in the web index" in problems
+    assert len(report.problems) == 6
+    assert (await InvariantChecker(redis_client).check("other")).ok
+
+
+@pytest.mark.real
+async def test_check_command_exit_codes(
+    redis_server: RedisProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    await seed(SessionStore(client, active_window_ms=900_000))
+    try:
+        assert await _run_check(redis_server.url) == 0
+        out = capsys.readouterr().out
+        assert "namespace default: 3 sessions, 9 messages: ok" in out
+        assert "namespace other: 1 sessions, 1 messages: ok" in out
+        await client.zrem(Keys("default").index, "a")
+        assert await _run_check(redis_server.url, "--namespace", "default") == 1
+        out = capsys.readouterr().out
+        assert "1 problem(s)" in out and "other" not in out
+    finally:
+        await client.aclose()
+
+
+async def _run_check(url: str, *extra: str) -> int:
+    import asyncio
+
+    # main() runs its own event loop, so it goes to a thread of its own.
+    return await asyncio.to_thread(main, ["check", "--redis-url", url, *extra])
