@@ -14,12 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
 from redis.asyncio import Redis
-from redis_process import RedisProcess
 
 from service.app import create_app
 from service.auth import new_token
 from service.settings import SCOPES, Settings, TokenConfig
 from service.store import RedisClient, SessionStore
+
+from redis_process import RedisProcess
 
 ACTIVE_WINDOW_MS = 900_000
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from redis_process import RedisProcess
 from service.cli import main
 from service.models import MessageIn
 from service.store import InvariantChecker, Keys, RedisClient, SessionStore
+
+from redis_process import RedisProcess
 
 NOW = 1_705_315_500_000
 
