@@ -9,13 +9,14 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from .appkeys import PRINCIPAL, ROUTE_SCOPES, SETTINGS, STORE, TOKENS
+from .appkeys import PRINCIPAL, RATE_LIMITER, ROUTE_SCOPES, SETTINGS, STORE, TOKENS
 from .auth import TokenRegistry, parse_bearer
 from .connections import open_redis
 from .embedded import EmbeddedRedis
 from .errors import ApiError, error_response
 from .handlers import Handler
 from .models import InvalidInput
+from .ratelimit import RateLimiter, retry_after_header
 from .routes import setup_routes
 from .settings import Settings
 from .store import (
@@ -110,6 +111,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scope = request.app[ROUTE_SCOPES].get(request.match_info.route)
     if scope is not None and scope not in principal.scopes:
         raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
+    limiter = request.app.get(RATE_LIMITER)
+    if limiter is not None:
+        wait = limiter.retry_after(principal.name)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "Too many requests for this token; slow down and retry after the pause "
+                "that Retry-After gives.",
+                {"Retry-After": retry_after_header(wait)},
+            )
     request[PRINCIPAL] = principal
     return await handler(request)
 
@@ -153,6 +164,8 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     app[SETTINGS] = settings
     app[TOKENS] = TokenRegistry(settings.tokens)
     app[ROUTE_SCOPES] = {}
+    if settings.rate_limit > 0:
+        app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     setup_routes(app)
     app.cleanup_ctx.append(redis_context(redis_client))
     return app

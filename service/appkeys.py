@@ -6,12 +6,15 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .auth import Principal, TokenRegistry
+from .ratelimit import RateLimiter
 from .settings import Settings
 from .store import SessionStore
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenRegistry)
+# Present only when a rate limit is configured.
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 # The scope each /api route needs; routes missing here need only a valid token.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict[AbstractRoute, str])
 
