@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -37,8 +38,8 @@ async def serve(settings: Settings, url: str, tokens: Tokens) -> AsyncIterator[A
         yield Api(client, tokens)
 
 
-async def call(api: Api, method: str, path: str, **kwargs: object) -> tuple[int, object, str]:
-    async def once() -> tuple[int, object, str]:
+async def call(api: Api, method: str, path: str, **kwargs: Any) -> tuple[int, Any, str]:
+    async def once() -> tuple[int, Any, str]:
         headers = {"Authorization": f"Bearer {api.tokens['admin']}"}
         async with api.client.request(method, path, headers=headers, **kwargs) as response:
             return response.status, await response.json(), response.headers.get("Retry-After", "")
