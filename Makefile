@@ -16,8 +16,8 @@ serve: $(STAMP)
 	$(BIN)/chatsessions serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench examples
-	$(BIN)/ruff format --check service tests bench examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
