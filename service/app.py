@@ -154,6 +154,17 @@ def redis_context(
     return context
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner every serve path uses, with the slow-client guard switched on."""
+    settings = app[SETTINGS]
+    # aiohttp closes a connection whose request is not complete when its keep-alive
+    # timer fires, and that timer starts when the connection opens: one setting
+    # covers both idle keep-alive connections and headers sent byte by byte.
+    return web.AppRunner(
+        app, access_log=None, handle_signals=False, keepalive_timeout=settings.client_timeout
+    )
+
+
 def create_app(settings: Settings, redis_client: RedisClient | None = None) -> web.Application:
     if not settings.tokens:
         raise ValueError("at least one token must be configured; serve generates one")

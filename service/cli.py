@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, make_runner
 from .auth import hash_token, new_token
 from .connections import open_redis
 from .embedded import EmbeddedRedis
@@ -49,7 +49,7 @@ def with_generated_token(settings: Settings) -> Settings:
 async def run_server(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then close every resource the app opened."""
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = make_runner(app)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -63,6 +63,9 @@ class Settings:
     # Requests per second per token; 0 turns rate limiting off.
     rate_limit: float = 0.0
     retry_after: int = 1
+    # Seconds a connection may take to deliver a request (or idle between two) before
+    # it is closed: the guard against clients that trickle their headers in.
+    client_timeout: float = 15.0
     tokens: tuple[TokenConfig, ...] = field(default_factory=tuple)
 
     @property
@@ -220,6 +223,8 @@ def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
                 changes[name] = _float(key, value, 0.0, 1e6)
             case "retry_after":
                 changes[name] = _int(key, value, 1, 3600)
+            case "client_timeout":
+                changes[name] = _float(key, value, 0.1, 3600.0)
             case "tokens":
                 namespace = changes.get("default_namespace", settings.default_namespace)
                 changes[name] = _tokens(key, value, namespace)
