@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .appkeys import PRINCIPAL, SETTINGS, STORE
 from .errors import ApiError
+from .export import exporter
 from .models import (
     InvalidInput,
     check_channel,
@@ -20,11 +21,23 @@ from .models import (
     now_ms,
     parse_message,
 )
-from .store import IngestResult, StoreUnavailable
+from .store import (
+    ChannelRequired,
+    IngestResult,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 
 MAX_LIST_LIMIT = 500
 MAX_HISTORY_LIMIT = 500
 MAX_OFFSET = 10**9
+MAX_BATCH = 1000
+MAX_SEARCH_LIMIT = 100
+MAX_QUERY_LENGTH = 200
+MATCH_LENGTH = 200
+EXPORT_PAGE = 500
+EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -228,3 +241,122 @@ async def history(request: web.Request) -> web.Response:
     return json_response(
         {"messages": [m.as_dict() for m in page.messages], "next_cursor": page.next_cursor}
     )
+
+
+async def add_messages(request: web.Request) -> web.Response:
+    """Batch ingest: every valid item goes in one pipelined round trip, each answered."""
+    settings = request.app[SETTINGS]
+    body = await read_object(request)
+    items = body.get("messages")
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("messages must be a non-empty list of message objects.")
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"A batch holds at most {MAX_BATCH} messages; send several batches.")
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    valid: list[tuple[str, Any]] = []
+    positions: list[int] = []
+    for position, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise InvalidInput("Each message must be a JSON object.")
+            session_id = check_session_id(item.get("session_id"), "session_id")
+            message = parse_message(
+                item,
+                max_content_bytes=settings.max_content_bytes,
+                max_metadata_bytes=settings.max_metadata_bytes,
+            )
+        except InvalidInput as error:
+            results[position] = {"status": 422, "detail": error.detail}
+            continue
+        valid.append((session_id, message))
+        positions.append(position)
+    stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now_ms())
+    for position, (session_id, _), outcome in zip(positions, valid, stored, strict=True):
+        results[position] = batch_result(session_id, outcome)
+    counts = {"created": 0, "duplicates": 0, "failed": 0}
+    for result in results:
+        assert result is not None
+        key = {201: "created", 200: "duplicates"}.get(result["status"], "failed")
+        counts[key] += 1
+    return json_response({"results": results, **counts})
+
+
+def batch_result(session_id: str, outcome: IngestResult | StoreError) -> dict[str, Any]:
+    if isinstance(outcome, ChannelRequired):
+        return {
+            "status": 422,
+            "session_id": session_id,
+            "detail": "channel is required to create a session with its first message.",
+        }
+    if isinstance(outcome, StoreError):
+        raise outcome
+    return {
+        "status": 201 if outcome.created else 200,
+        "session_id": session_id,
+        "message": outcome.message.as_dict(),
+        "message_count": outcome.session.message_count,
+    }
+
+
+async def search_sessions(request: web.Request) -> web.Response:
+    query = " ".join(request.query.get("q", "").split())
+    limit = int_param(request, "limit", 20, 1, MAX_SEARCH_LIMIT)
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidInput(f"q must be at most {MAX_QUERY_LENGTH} characters.")
+    if not query:
+        return json_response({"sessions": []})
+    hits = await request.app[STORE].search(namespace_of(request), query, limit=limit, now=now_ms())
+    return json_response(
+        {
+            "sessions": [
+                {
+                    "id": hit.session.id,
+                    "title": hit.session.title,
+                    "channel": hit.session.channel,
+                    "match": (hit.message.content if hit.message else hit.session.title)[
+                        :MATCH_LENGTH
+                    ],
+                    "match_role": hit.message.role if hit.message else None,
+                    "last_activity": hit.session.updated_at,
+                }
+                for hit in hits
+            ]
+        }
+    )
+
+
+async def export_session(request: web.Request) -> web.StreamResponse:
+    """The whole session as a download, read and written a page at a time."""
+    export_format = request.query.get("format", "json")
+    if export_format not in EXPORT_FORMATS:
+        raise InvalidInput("format must be json or md.")
+    store = request.app[STORE]
+    namespace = namespace_of(request)
+    session_id = path_session_id(request)
+    session = await store.get_session(namespace, session_id, now=now_ms())
+    writer = exporter(export_format, session)
+    response = web.StreamResponse(headers={"Content-Disposition": writer.disposition()})
+    response.content_type = writer.content_type
+    response.charset = "utf-8"
+    await response.prepare(request)
+    await response.write(writer.head())
+    first = 0
+    try:
+        while True:
+            total, page = await store.messages_from(
+                namespace, session_id, first=first, count=EXPORT_PAGE
+            )
+            if page:
+                await response.write(writer.messages(page))
+            first += len(page)
+            if not page or first >= total:
+                break
+    except SessionNotFound:
+        pass  # deleted while exporting: what was written so far stands, closed cleanly
+    except StoreUnavailable:
+        # Headers are gone already: cut the transfer so the client sees it incomplete.
+        response.force_close()
+        return response
+    await response.write(writer.tail())
+    await response.write_eof()
+    return response

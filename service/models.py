@@ -20,6 +20,8 @@ ROLES = ("user", "assistant", "system", "tool")
 CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_ID_LENGTH = 256
 MAX_TITLE_LENGTH = 200
+# Deeper metadata is a mistake or an attack; Redis's Lua JSON decoder stops at 1000 levels.
+MAX_METADATA_DEPTH = 32
 AUTO_TITLE_LENGTH = 80
 DEFAULT_TITLE = "New session"
 # A bot clock may run a little ahead; a day ahead is a bug that would pin a session on top.
@@ -130,7 +132,26 @@ def check_metadata(value: Any, max_bytes: int, field: str = "metadata") -> dict[
         raise InvalidInput(f"{field} holds a value that cannot be stored as JSON.") from None
     if size > max_bytes:
         raise InvalidInput(f"{field} is {size} bytes; the limit is {max_bytes}.")
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"{field} is nested more than {MAX_METADATA_DEPTH} levels deep.")
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value``, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def auto_title(content: str) -> str | None:

@@ -23,6 +23,9 @@ def setup_routes(app: web.Application) -> None:
 
     api("GET", "/api/sessions", handlers.list_sessions, READ)
     api("POST", "/api/sessions", handlers.create_session, WRITE)
+    # Before the {session_id} routes, so that "search" is not taken for an id.
+    api("GET", "/api/sessions/search", handlers.search_sessions, READ)
+    api("POST", "/api/messages", handlers.add_messages, WRITE)
     api("GET", SESSION, handlers.get_session, READ)
     api("PATCH", SESSION, handlers.rename_session, WRITE)
     api("DELETE", SESSION, handlers.delete_session, DELETE)
@@ -30,3 +33,4 @@ def setup_routes(app: web.Application) -> None:
     api("PUT", SESSION + "/title", handlers.set_title, WRITE)
     api("POST", SESSION + "/messages", handlers.add_message, WRITE)
     api("GET", SESSION + "/messages", handlers.history, READ)
+    api("GET", SESSION + "/export", handlers.export_session, READ)

@@ -134,6 +134,13 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchHit:
+    session: Session
+    # The matching message, or None when only the title matched.
+    message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePage:
     messages: list[Message]
     next_cursor: str | None
@@ -346,6 +353,123 @@ return page
 """
 
 
+def _two_byte_capitals() -> dict[int, int]:
+    """Capitals of U+00C0-U+04FF whose lower case is one character of two UTF-8 bytes."""
+    found = {}
+    for code in range(0xC0, 0x500):
+        upper = chr(code)
+        lower = upper.lower()
+        if lower != upper and len(lower) == 1 and len(lower.encode()) == 2 == len(upper.encode()):
+            found[code] = ord(lower)
+    return found
+
+
+_FOLD_MAP = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)} | _two_byte_capitals()
+
+
+def fold_case(text: str) -> str:
+    """Lower ASCII, Latin, Greek and Cyrillic capitals: exactly what the search script folds."""
+    return text.translate(_FOLD_MAP)
+
+
+def _lua_fold_table() -> str:
+    """A Lua table mapping each two-byte UTF-8 capital (Latin, Greek, Cyrillic) to its
+    lower case, so that scripts fold case beyond ASCII exactly as :func:`fold_case` does.
+    """
+    pairs = []
+    for upper, lower in _two_byte_capitals().items():
+        key = "".join(f"\\{b}" for b in chr(upper).encode())
+        value = "".join(f"\\{b}" for b in chr(lower).encode())
+        pairs.append(f'["{key}"]="{value}"')
+    return "local FOLD = {" + ",".join(pairs) + "}\n"
+
+
+SEARCH_SESSIONS = 200
+SEARCH_MESSAGES = 2000
+SEARCH_MESSAGES_PER_SESSION = 200
+
+# KEYS[1] index, KEYS[2] sessions hash
+# ARGV[1] folded query, ARGV[2] most hits, ARGV[3] most sessions to scan,
+# ARGV[4] most messages to scan, ARGV[5] most messages per session, ARGV[6] messages key prefix,
+# ARGV[7] '1' when the query reads the same inside a JSON string (no quote, backslash or
+# control character), so a stored message that does not hold it can be passed over undecoded
+# Walks sessions from the most recent, each session's messages from the newest, and
+# stops at the first budget reached. Returns {scanned sessions, scanned messages,
+# then per hit: id, score, card, matching stored message or ''}.
+SEARCH = (
+    _LUA_CARD
+    + _lua_fold_table()
+    + """
+local function fold(text)
+  return (string.gsub(string.lower(text), '[\\195-\\211][\\128-\\191]', FOLD))
+end
+local query = ARGV[1]
+local want, max_sessions = tonumber(ARGV[2]), tonumber(ARGV[3])
+local budget, per_session = tonumber(ARGV[4]), tonumber(ARGV[5])
+local hits = {0, 0}
+local scanned_sessions, scanned_messages, found = 0, 0, 0
+local rank = 0
+while found < want and scanned_sessions < max_sessions and scanned_messages < budget do
+  local ranked = redis.call('ZREVRANGE', KEYS[1], rank, rank + 49, 'WITHSCORES')
+  if #ranked == 0 then break end
+  rank = rank + 50
+  for i = 1, #ranked, 2 do
+    if found >= want or scanned_sessions >= max_sessions or scanned_messages >= budget then
+      break
+    end
+    local id = ranked[i]
+    local card = redis.call('HGET', KEYS[2], id)
+    scanned_sessions = scanned_sessions + 1
+    if card then
+      local match = nil
+      local take = math.min(per_session, budget - scanned_messages)
+      local messages = redis.call('LRANGE', ARGV[6] .. id, -take, -1)
+      for j = #messages, 1, -1 do
+        scanned_messages = scanned_messages + 1
+        local stored = messages[j]
+        if ARGV[7] ~= '1' or string.find(fold(stored), query, 1, true) then
+          local content = cjson.decode(stored)[3]
+          if string.find(fold(content), query, 1, true) then
+            match = stored
+            break
+          end
+        end
+      end
+      local title_hit = false
+      if not match then
+        local title = cjson.decode(card_parse(card).title)
+        title_hit = string.find(fold(title), query, 1, true) ~= nil
+      end
+      if match or title_hit then
+        found = found + 1
+        hits[#hits + 1] = id
+        hits[#hits + 1] = ranked[i + 1]
+        hits[#hits + 1] = card
+        hits[#hits + 1] = match or ''
+      end
+    end
+  end
+end
+hits[1] = scanned_sessions
+hits[2] = scanned_messages
+return hits
+"""
+)
+
+# KEYS[1] sessions hash, KEYS[2] messages list
+# ARGV[1] session id, ARGV[2] first position, ARGV[3] count
+# Returns {-1} for an unknown session, else {total messages, messages…}.
+MESSAGES_RANGE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {-1} end
+local first = tonumber(ARGV[2])
+local page = {redis.call('LLEN', KEYS[2])}
+for _, m in ipairs(redis.call('LRANGE', KEYS[2], first, first + tonumber(ARGV[3]) - 1)) do
+  page[#page + 1] = m
+end
+return page
+"""
+
+
 class Keys:
     """Key names of one namespace; all share the namespace's hash tag."""
 
@@ -384,6 +508,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     return score, member
 
 
+def _reads_same_in_json(text: str) -> bool:
+    return not any(c in '"\\' or ord(c) < 0x20 for c in text)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -405,6 +533,8 @@ class SessionStore:
         self._rename = redis.register_script(RENAME)
         self._delete = redis.register_script(DELETE)
         self._history = redis.register_script(HISTORY)
+        self._search = redis.register_script(SEARCH)
+        self._messages_range = redis.register_script(MESSAGES_RANGE)
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis round trip, turning outages into :class:`StoreUnavailable`."""
@@ -520,6 +650,99 @@ class SessionStore:
             )
         )
         return self._ingest_result(reply, session_id, now)
+
+    async def add_messages(
+        self, namespace: str, items: Sequence[tuple[str, MessageIn]], *, now: int
+    ) -> list[IngestResult | StoreError]:
+        """Ingest many messages in one pipelined round trip; each stays atomic on its own.
+
+        The scripts are sent by SHA directly, not through redis-py's pipeline script
+        support, which would add a SCRIPT EXISTS round trip to every batch.
+        """
+        if not items:
+            return []
+        keys = Keys(namespace)
+        calls = [
+            (self._ingest_keys(keys, session_id), self._ingest_args(keys, session_id, message))
+            for session_id, message in items
+        ]
+        replies = await self._call(lambda: self._pipelined_ingest(calls))
+        results: list[IngestResult | StoreError] = []
+        for (session_id, _), reply in zip(items, replies, strict=True):
+            try:
+                results.append(self._ingest_result(reply, session_id, now))
+            except StoreError as error:
+                results.append(error)
+        return results
+
+    async def _pipelined_ingest(
+        self, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Sequence[Any]]:
+        replies: list[Any] = [None] * len(calls)
+        pending = list(range(len(calls)))
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for position in pending:
+                    call_keys, call_args = calls[position]
+                    pipe.evalsha(self._ingest.sha, len(call_keys), *call_keys, *call_args)
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for position, answer in zip(pending, answers, strict=True):
+                if isinstance(answer, redis_errors.NoScriptError) and attempt == 0:
+                    missing.append(position)
+                elif isinstance(answer, Exception):
+                    raise answer
+                else:
+                    replies[position] = answer
+            if not missing:
+                break
+            # A restarted or new server has no scripts yet: load it and send those again.
+            await self._redis.script_load(INGEST)
+            pending = missing
+        return replies
+
+    async def search(self, namespace: str, query: str, *, limit: int, now: int) -> list[SearchHit]:
+        keys = Keys(namespace)
+        reply = await self._call(
+            lambda: self._search(
+                keys=[keys.index, keys.sessions],
+                args=[
+                    fold_case(query),
+                    limit,
+                    SEARCH_SESSIONS,
+                    SEARCH_MESSAGES,
+                    SEARCH_MESSAGES_PER_SESSION,
+                    keys.prefix + "messages:",
+                    "1" if _reads_same_in_json(query) else "0",
+                ],
+            )
+        )
+        hits = []
+        for position in range(2, len(reply), 4):
+            _, score, card, stored = reply[position : position + 4]
+            hits.append(
+                SearchHit(
+                    session=self._session(card, score, None, now),
+                    message=self._message(stored) if stored else None,
+                )
+            )
+        return hits
+
+    async def messages_from(
+        self, namespace: str, session_id: str, *, first: int, count: int
+    ) -> tuple[int, list[Message]]:
+        """Messages ``first`` to ``first + count - 1`` in arrival order, and the total."""
+        keys = Keys(namespace)
+        reply = await self._call(
+            lambda: self._messages_range(
+                keys=[keys.sessions, keys.messages(session_id)],
+                args=[session_id, first, count],
+            )
+        )
+        total = int(reply[0])
+        if total < 0:
+            raise SessionNotFound(session_id)
+        return total, [self._message(m) for m in reply[1:]]
 
     async def create_session(
         self,
