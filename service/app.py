@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from importlib import resources
 
 from aiohttp import web
 
-from .appkeys import PRINCIPAL, RATE_LIMITER, ROUTE_SCOPES, SETTINGS, STORE, TOKENS
+from .appkeys import (
+    METRICS,
+    OPENAPI,
+    PRINCIPAL,
+    RATE_LIMITER,
+    ROUTE_SCOPES,
+    SETTINGS,
+    STORE,
+    TOKENS,
+)
 from .auth import TokenRegistry, parse_bearer
 from .connections import open_redis
 from .embedded import EmbeddedRedis
 from .errors import ApiError, error_response
 from .handlers import Handler
+from .logs import log_access
+from .metrics import Metrics
 from .models import InvalidInput
 from .ratelimit import RateLimiter, retry_after_header
 from .routes import setup_routes
@@ -73,6 +86,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except StoreUnavailable as error:
         log.warning("redis unavailable: %s", error)
+        request.app[METRICS].redis_errors.inc()
         return error_response(
             503,
             "Redis is not answering; retry shortly.",
@@ -87,6 +101,66 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Internal server error; it has been logged.")
+
+
+def route_template(request: web.Request) -> str:
+    """The route's pattern (``/api/sessions/{session_id}``), never the ids in the path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts, times and logs every request once, after the error middleware shaped it."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = route_template(request)
+        metrics = request.app[METRICS]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(route).observe(elapsed)
+        log_access(request.method, route, status, elapsed * 1000)
+
+
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type"
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Browsers from the configured origins may call the API; preflights need no token."""
+    origins = request.app[SETTINGS].cors_origins
+    origin = request.headers.get("Origin")
+    if not origins or origin is None:
+        return await handler(request)
+    allowed = origin in origins or "*" in origins
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        if not allowed:
+            return error_response(403, f"Origin {origin} is not allowed; see cors_origins.")
+        return web.Response(
+            status=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": CORS_METHODS,
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
+    response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers.add("Vary", "Origin")
+    return response
 
 
 @web.middleware
@@ -170,11 +244,13 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
         raise ValueError("at least one token must be configured; serve generates one")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[observe_middleware, cors_middleware, error_middleware, auth_middleware],
     )
     app[SETTINGS] = settings
     app[TOKENS] = TokenRegistry(settings.tokens)
     app[ROUTE_SCOPES] = {}
+    app[METRICS] = Metrics()
+    app[OPENAPI] = resources.files("service").joinpath("openapi.json").read_bytes()
     if settings.rate_limit > 0:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     setup_routes(app)

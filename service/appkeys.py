@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .auth import Principal, TokenRegistry
+from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .store import SessionStore
@@ -13,6 +14,9 @@ from .store import SessionStore
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenRegistry)
+METRICS = web.AppKey("metrics", Metrics)
+# The OpenAPI document, read once from service/openapi.json.
+OPENAPI = web.AppKey("openapi", bytes)
 # Present only when a rate limit is configured.
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 # The scope each /api route needs; routes missing here need only a valid token.

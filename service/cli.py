@@ -15,17 +15,15 @@ from aiohttp import web
 from .app import create_app, make_runner
 from .auth import hash_token, new_token
 from .connections import open_redis
-from .embedded import EmbeddedRedis
+from .embedded import EmbeddedRedis, EmbeddedRedisError
+from .logs import configure_logging
 from .settings import SCOPES, ConfigError, Settings, TokenConfig, load_settings, parse_scopes
 from .store import InvariantChecker
+from .workers import Supervisor
 
 log = logging.getLogger("chatsessions")
 
 EXIT_CONFIG = 2
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 def with_generated_token(settings: Settings) -> Settings:
@@ -56,7 +54,8 @@ async def run_server(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True)
+        # Workers share the port; a lone process must not share it with a stranger.
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
         await site.start()
         log.info("serving on http://%s:%d", settings.host, settings.port)
         await stop.wait()
@@ -81,9 +80,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if value is not None
     }
     settings = replace(settings, **overrides)
-    configure_logging(settings)
+    if settings.workers < 1 or not 0 <= settings.port <= 65535:
+        raise ConfigError("--workers/--port", "workers must be 1 or more, port 0-65535")
+    configure_logging(settings.log_format)
     if not settings.tokens:
         settings = with_generated_token(settings)
+    if settings.workers > 1:
+        return Supervisor(settings).run()
     run_event_loop(settings)
     return 0
 
@@ -184,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except EmbeddedRedisError as error:
+        print(f"chatsessions: {error}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .appkeys import PRINCIPAL, SETTINGS, STORE
+from .appkeys import METRICS, OPENAPI, PRINCIPAL, SETTINGS, STORE
 from .errors import ApiError
 from .export import exporter
+from .metrics import CONTENT_TYPE
 from .models import (
     InvalidInput,
     check_channel,
@@ -126,6 +127,15 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
 # --- sessions -----------------------------------------------------------------------------
 
 
@@ -175,6 +185,7 @@ async def create_session(request: web.Request) -> web.Response:
         metadata=check_metadata(body.get("metadata"), settings.max_metadata_bytes),
         now=now_ms(),
     )
+    request.app[METRICS].sessions_created.inc()
     return json_response(session.as_dict(), status=201)
 
 
@@ -210,6 +221,15 @@ async def delete_session(request: web.Request) -> web.Response:
 # --- messages -----------------------------------------------------------------------------
 
 
+def count_ingested(request: web.Request, results: list[IngestResult]) -> None:
+    metrics = request.app[METRICS]
+    for result in results:
+        if result.created:
+            metrics.messages_ingested.inc()
+            if result.session.message_count == 1:
+                metrics.sessions_created.inc()
+
+
 def ingest_response(result: IngestResult) -> web.Response:
     return json_response(
         {"message": result.message.as_dict(), "session": result.session.as_dict()},
@@ -228,6 +248,7 @@ async def add_message(request: web.Request) -> web.Response:
     result = await request.app[STORE].add_message(
         namespace_of(request), session_id, message, now=now_ms()
     )
+    count_ingested(request, [result])
     return ingest_response(result)
 
 
@@ -271,6 +292,7 @@ async def add_messages(request: web.Request) -> web.Response:
         valid.append((session_id, message))
         positions.append(position)
     stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now_ms())
+    count_ingested(request, [outcome for outcome in stored if isinstance(outcome, IngestResult)])
     for position, (session_id, _), outcome in zip(positions, valid, stored, strict=True):
         results[position] = batch_result(session_id, outcome)
     counts = {"created": 0, "duplicates": 0, "failed": 0}

@@ -65,8 +65,8 @@ def parse_time(value: Any, field: str = "timestamp") -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"{field} must be an RFC 3339 string or epoch seconds.")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise InvalidInput(f"{field} must be a finite number of epoch seconds.")
+        if not math.isfinite(value) or not MIN_TIME_MS <= value * 1000 <= MAX_TIME_MS:
+            raise InvalidInput(f"{field} must be between 1970 and 9999.")
         ms = round(value * 1000)
     elif isinstance(value, str):
         text = value.strip()

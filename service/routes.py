@@ -20,6 +20,9 @@ def setup_routes(app: web.Application) -> None:
 
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    # Any valid token may read the document: it needs no scope.
+    app.router.add_get("/api/openapi.json", handlers.openapi)
 
     api("GET", "/api/sessions", handlers.list_sessions, READ)
     api("POST", "/api/sessions", handlers.create_session, WRITE)

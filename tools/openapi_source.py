@@ -1,0 +1,479 @@
+"""Writes service/openapi.json: python tools/openapi_source.py > service/openapi.json
+
+The document is kept in the repo as JSON; this is how it was laid out, so that a
+change to the API is one edit here and a regeneration, checked by tests/test_openapi.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+ERRORS = {
+    "400": "The body is not JSON, or a cursor does not decode.",
+    "401": "No token, not Bearer, or a wrong token.",
+    "403": "The token lacks the scope this route needs.",
+    "404": "Unknown session (in the token's namespace).",
+    "409": "A session with this id exists.",
+    "413": "The body is over the limit.",
+    "415": "The body is not sent as application/json.",
+    "422": "A value is missing or out of range.",
+    "429": "Over the token's rate limit.",
+    "503": "Redis is unreachable or failing over.",
+}
+WITH_RETRY = {"429", "503"}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def errors(*codes: str) -> dict[str, Any]:
+    found = {}
+    for code in ("401", "429", "503", *codes):
+        response: dict[str, Any] = {"description": ERRORS[code], **json_body(ref("Error"))}
+        if code in WITH_RETRY:
+            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        if code == "401":
+            response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+        found[code] = response
+    return found
+
+
+def operation(
+    summary: str,
+    scope: str | None,
+    ok: dict[str, Any],
+    error_codes: tuple[str, ...],
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"summary": summary, "responses": {**ok, **errors(*error_codes)}}
+    if scope:
+        spec["description"] = f"Needs the `{scope}` scope."
+    if parameters:
+        spec["parameters"] = parameters
+    if body is not None:
+        spec["requestBody"] = {"required": True, **json_body(body)}
+    return spec
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+SESSION_ID = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "description": "The session id, percent-encoded (spaces/abc becomes spaces%2Fabc).",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+        "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
+    },
+}
+
+STRING = {"type": "string"}
+TIME = {"type": "string", "format": "date-time"}
+CHANNEL = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+ROLE = {"type": "string", "enum": ["user", "assistant", "system", "tool"]}
+OBJECT = {"type": "object"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["detail"], "properties": {"detail": STRING}},
+    "Status": {"type": "object", "required": ["status"], "properties": {"status": STRING}},
+    "SessionItem": {
+        "type": "object",
+        "required": [
+            "id",
+            "title",
+            "created_at",
+            "updated_at",
+            "message_count",
+            "channel",
+            "active",
+        ],
+        "properties": {
+            "id": STRING,
+            "title": STRING,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "message_count": {"type": "integer", "minimum": 0},
+            "channel": STRING,
+            "active": {"type": "boolean"},
+        },
+    },
+    "Session": {
+        "allOf": [
+            ref("SessionItem"),
+            {
+                "type": "object",
+                "required": ["title_source", "metadata"],
+                "properties": {
+                    "title_source": {"type": "string", "enum": ["default", "auto", "user"]},
+                    "metadata": OBJECT,
+                },
+            },
+        ]
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["sessions", "total", "next_cursor"],
+        "properties": {
+            "sessions": {"type": "array", "items": ref("SessionItem")},
+            "total": {"type": "integer", "minimum": 0},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "NewSession": {
+        "type": "object",
+        "required": ["channel"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 256},
+            "channel": CHANNEL,
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "metadata": OBJECT,
+        },
+    },
+    "Title": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
+    "Message": {
+        "type": "object",
+        "required": ["id", "role", "content", "timestamp", "metadata"],
+        "properties": {
+            "id": STRING,
+            "role": ROLE,
+            "content": STRING,
+            "timestamp": TIME,
+            "metadata": OBJECT,
+        },
+    },
+    "NewMessage": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": ROLE,
+            "content": STRING,
+            "channel": CHANNEL,
+            "id": {"type": "string", "minLength": 1, "maxLength": 256},
+            "timestamp": {"oneOf": [TIME, {"type": "number"}]},
+            "metadata": OBJECT,
+        },
+    },
+    "Ingested": {
+        "type": "object",
+        "required": ["message", "session"],
+        "properties": {"message": ref("Message"), "session": ref("Session")},
+    },
+    "Batch": {
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {
+                    "allOf": [
+                        ref("NewMessage"),
+                        {
+                            "type": "object",
+                            "required": ["session_id"],
+                            "properties": {
+                                "session_id": {"type": "string", "minLength": 1, "maxLength": 256}
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    },
+    "BatchResults": {
+        "type": "object",
+        "required": ["results", "created", "duplicates", "failed"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {
+                        "status": {"type": "integer", "enum": [200, 201, 422]},
+                        "session_id": STRING,
+                        "message": ref("Message"),
+                        "message_count": {"type": "integer"},
+                        "detail": STRING,
+                    },
+                },
+            },
+            "created": {"type": "integer"},
+            "duplicates": {"type": "integer"},
+            "failed": {"type": "integer"},
+        },
+    },
+    "History": {
+        "type": "object",
+        "required": ["messages", "next_cursor"],
+        "properties": {
+            "messages": {"type": "array", "items": ref("Message")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "SearchResults": {
+        "type": "object",
+        "required": ["sessions"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "title", "channel", "match", "match_role", "last_activity"],
+                    "properties": {
+                        "id": STRING,
+                        "title": STRING,
+                        "channel": STRING,
+                        "match": STRING,
+                        "match_role": {"type": ["string", "null"]},
+                        "last_activity": TIME,
+                    },
+                },
+            }
+        },
+    },
+    "Export": {
+        "type": "object",
+        "required": ["session", "messages"],
+        "properties": {
+            "session": ref("Session"),
+            "messages": {"type": "array", "items": ref("Message")},
+        },
+    },
+}
+
+LIMIT = {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+
+
+def ok(code: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if schema is not None:
+        response.update(json_body(schema))
+    return {code: response}
+
+
+PATHS: dict[str, Any] = {
+    "/api/sessions": {
+        "get": operation(
+            "List sessions, most recently active first.",
+            "sessions:read",
+            ok("200", "A page of sessions.", ref("SessionList")),
+            ("400", "422"),
+            parameters=[
+                query("limit", LIMIT, "Sessions per page."),
+                query(
+                    "offset",
+                    {"type": "integer", "minimum": 0, "maximum": 1000000000},
+                    "Skip this many (not with cursor).",
+                ),
+                query("cursor", STRING, "next_cursor of the previous page (not with offset)."),
+                query("channel", CHANNEL, "Only this channel."),
+                query(
+                    "active",
+                    {"type": "string", "enum": ["true", "false"]},
+                    "Only sessions with (or without) recent activity.",
+                ),
+            ],
+        ),
+        "post": operation(
+            "Create a session.",
+            "sessions:write",
+            ok("201", "The new session.", ref("Session")),
+            ("400", "409", "413", "415", "422"),
+            body=ref("NewSession"),
+        ),
+    },
+    "/api/sessions/search": {
+        "get": operation(
+            "Search titles and message content, most recent sessions first.",
+            "sessions:read",
+            ok("200", "Matching sessions.", ref("SearchResults")),
+            ("422",),
+            parameters=[
+                query("q", {"type": "string", "maxLength": 200}, "Text to find (any case)."),
+                query(
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                    "Most hits.",
+                ),
+            ],
+        ),
+    },
+    "/api/messages": {
+        "post": operation(
+            "Ingest up to 1000 messages; one result per item.",
+            "sessions:write",
+            ok("200", "One result per item, in order.", ref("BatchResults")),
+            ("400", "413", "415", "422"),
+            body=ref("Batch"),
+        ),
+    },
+    "/api/sessions/{session_id}": {
+        "parameters": [SESSION_ID],
+        "get": operation(
+            "One session.",
+            "sessions:read",
+            ok("200", "The session.", ref("Session")),
+            ("404", "422"),
+        ),
+        "patch": operation(
+            "Rename a session.",
+            "sessions:write",
+            ok("200", "The renamed session.", ref("Session")),
+            ("400", "404", "413", "415", "422"),
+            body=ref("Title"),
+        ),
+        "delete": operation(
+            "Delete a session with all its messages.",
+            "sessions:delete",
+            ok("200", "Deleted.", ref("Status")),
+            ("404", "422"),
+        ),
+    },
+    "/api/sessions/{session_id}/title": {
+        "parameters": [SESSION_ID],
+        "post": operation(
+            "Rename a session (PocketPaw's shape).",
+            "sessions:write",
+            ok("200", "Renamed.", ref("Status")),
+            ("400", "404", "413", "415", "422"),
+            body=ref("Title"),
+        ),
+        "put": operation(
+            "Rename a session (PocketPaw's shape).",
+            "sessions:write",
+            ok("200", "Renamed.", ref("Status")),
+            ("400", "404", "413", "415", "422"),
+            body=ref("Title"),
+        ),
+    },
+    "/api/sessions/{session_id}/messages": {
+        "parameters": [SESSION_ID],
+        "post": operation(
+            "Ingest one message; creates the session on its first message.",
+            "sessions:write",
+            {
+                **ok("201", "Stored.", ref("Ingested")),
+                **ok("200", "This message id was stored before; nothing changed.", ref("Ingested")),
+            },
+            ("400", "413", "415", "422"),
+            body=ref("NewMessage"),
+        ),
+        "get": operation(
+            "History: the newest page first, each page in order.",
+            "sessions:read",
+            ok("200", "A page of messages.", ref("History")),
+            ("400", "404", "422"),
+            parameters=[
+                query("limit", LIMIT, "Messages per page."),
+                query("before", STRING, "next_cursor of the previous page."),
+            ],
+        ),
+    },
+    "/api/sessions/{session_id}/export": {
+        "parameters": [SESSION_ID],
+        "get": operation(
+            "The whole session as a download.",
+            "sessions:read",
+            {
+                "200": {
+                    "description": "The export (Content-Disposition: attachment).",
+                    "headers": {"Content-Disposition": {"schema": STRING}},
+                    "content": {
+                        "application/json": {"schema": ref("Export")},
+                        "text/markdown": {"schema": STRING},
+                    },
+                }
+            },
+            ("404", "422"),
+            parameters=[
+                query(
+                    "format",
+                    {"type": "string", "enum": ["json", "md"], "default": "json"},
+                    "json or md.",
+                )
+            ],
+        ),
+    },
+    "/api/openapi.json": {
+        "get": operation("This document.", None, ok("200", "OpenAPI 3.1.", OBJECT), ()),
+    },
+    "/healthz": {
+        "get": {
+            "summary": "The process is alive.",
+            "security": [],
+            "responses": ok("200", "Alive.", ref("Status")),
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Redis answers.",
+            "security": [],
+            "responses": {
+                **ok("200", "Ready.", ref("Status")),
+                "503": {
+                    "description": ERRORS["503"],
+                    "headers": {"Retry-After": {"schema": STRING}},
+                    **json_body(ref("Error")),
+                },
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format.",
+                    "content": {"text/plain": {"schema": STRING}},
+                }
+            },
+        }
+    },
+}
+
+DOCUMENT = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "chatsessions",
+        "version": "0.1.0",
+        "description": "The session index for multi-channel chat assistants.",
+    },
+    "servers": [{"url": "http://localhost:8000"}],
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": SCHEMAS,
+    },
+}
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(orjson.dumps(DOCUMENT, option=orjson.OPT_INDENT_2) + b"\n")
