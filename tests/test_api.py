@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -284,5 +285,6 @@ async def test_session_id_too_long(api: Api) -> None:
 
 
 async def test_health_and_ready(api: Api) -> None:
-    assert await api.call("GET", "/healthz", token=None) == (200, {"status": "ok"})
+    status, body = await api.call("GET", "/healthz", token=None)
+    assert (status, body["status"], body["pid"]) == (200, "ok", os.getpid())
     assert await api.call("GET", "/readyz", token=None) == (200, {"status": "ready"})
