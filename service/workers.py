@@ -82,6 +82,7 @@ class Supervisor:
             if ready and not self._stopping:
                 dead = [p for p in self.processes if p.sentinel in ready]
                 for process in dead:
+                    process.join(STOP_TIMEOUT)  # reaps it, so its exit code is known
                     log.error(
                         "worker pid %s exited with code %s; stopping the service",
                         process.pid,
