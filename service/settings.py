@@ -151,6 +151,8 @@ def parse_scopes(key: str, value: Any) -> frozenset[str]:
 
 def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, ...]:
     if isinstance(value, str):
+        if not value.strip():
+            return ()
         try:
             value = orjson.loads(value)
         except orjson.JSONDecodeError:
