@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +24,12 @@ START_TIMEOUT = 30.0
 pytestmark = pytest.mark.real
 
 
+def blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", path.read_text(), flags=re.DOTALL)
+
+
 def shell_blocks(path: Path) -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", path.read_text(), flags=re.DOTALL)
+    return blocks(path, "sh")
 
 
 def curl_commands(path: Path) -> list[str]:
@@ -100,3 +105,43 @@ def test_curl_lines_run_as_written(document: Path, served: str, tmp_path: Path) 
         status = int(result.stdout.rsplit("\n", 1)[-1])
         assert 200 <= status < 300, (command, status, result.stdout)
         assert shlex.split(command)[0] == "curl"
+
+
+def test_readme_python_and_javascript_examples_run(served: str, tmp_path: Path) -> None:
+    readme = ROOT / "README.md"
+    env = {**os.environ, "TOKEN": served}
+    (python_example,) = blocks(readme, "python")
+    result = subprocess.run(
+        [sys.executable, "-c", python_example], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "'sessions': [" in result.stdout and "'total': " in result.stdout
+    (js_example,) = blocks(readme, "js")
+    node = shutil.which("node")
+    assert node, "node runs the README's fetch example"
+    result = subprocess.run(
+        [node, "--input-type=module", "-e", js_example],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sessions: [" in result.stdout and "total: " in result.stdout
+
+
+def test_readme_token_command_runs_as_written(tmp_path: Path) -> None:
+    (line,) = [
+        line
+        for block in shell_blocks(ROOT / "README.md")
+        for line in block.splitlines()
+        if line.startswith(".venv/bin/chatsessions token new")
+    ]
+    bin_dir = Path(sys.executable).parent
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "bin").symlink_to(bin_dir)
+    result = subprocess.run(
+        ["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[[tokens]]" in result.stdout and 'name = "telegram-bot"' in result.stdout
