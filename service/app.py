@@ -26,7 +26,7 @@ from .connections import open_redis
 from .embedded import EmbeddedRedis
 from .errors import ApiError, error_response
 from .handlers import Handler
-from .logs import log_access
+from .logs import FLUSH_INTERVAL, flush_logs, log_access
 from .metrics import Metrics
 from .models import InvalidInput
 from .ratelimit import RateLimiter, retry_after_header
@@ -124,9 +124,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         elapsed = time.perf_counter() - started
         route = route_template(request)
-        metrics = request.app[METRICS]
-        metrics.requests.labels(request.method, route, str(status)).inc()
-        metrics.latency.labels(route).observe(elapsed)
+        request.app[METRICS].observe(request.method, route, status, elapsed)
         log_access(request.method, route, status, elapsed * 1000)
 
 
@@ -239,6 +237,20 @@ def make_runner(app: web.Application) -> web.AppRunner:
     )
 
 
+async def log_flusher(app: web.Application) -> AsyncIterator[None]:
+    """Flushes buffered log lines twice a second, so none waits long to be seen."""
+
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            flush_logs()
+
+    task = asyncio.create_task(flush_forever())
+    yield
+    task.cancel()
+    flush_logs()
+
+
 def create_app(settings: Settings, redis_client: RedisClient | None = None) -> web.Application:
     if not settings.tokens:
         raise ValueError("at least one token must be configured; serve generates one")
@@ -254,5 +266,6 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     if settings.rate_limit > 0:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     setup_routes(app)
+    app.cleanup_ctx.append(log_flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
     return app

@@ -16,7 +16,7 @@ from .app import create_app, make_runner
 from .auth import hash_token, new_token
 from .connections import open_redis
 from .embedded import EmbeddedRedis, EmbeddedRedisError
-from .logs import configure_logging
+from .logs import configure_logging, flush_logs
 from .settings import SCOPES, ConfigError, Settings, TokenConfig, load_settings, parse_scopes
 from .store import InvariantChecker
 from .workers import Supervisor
@@ -58,6 +58,7 @@ async def run_server(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
         await site.start()
         log.info("serving on http://%s:%d", settings.host, settings.port)
+        flush_logs()
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -48,6 +48,9 @@ TITLE_DEFAULT = "d"
 TITLE_AUTO = "a"
 TITLE_USER = "u"
 TITLE_SOURCES = {TITLE_DEFAULT: "default", TITLE_AUTO: "auto", TITLE_USER: "user"}
+# What closes a card into a list item.
+ACTIVE_TRUE = b',"active":true}'
+ACTIVE_FALSE = b',"active":false}'
 
 
 class StoreError(Exception):
@@ -222,16 +225,15 @@ return {1, card, string.format('%d', score), ARGV[8]}
 # ARGV[1] limit, ARGV[2] offset ('' when paging by cursor), ARGV[3] cursor score,
 # ARGV[4] cursor member, ARGV[5] active filter ('', '1' active, '0' inactive),
 # ARGV[6] active cutoff (epoch ms; scores at or above it are active)
-# Returns {total, more (0/1), last member, last score, items joined by ','}.
+# Returns {total, more (0/1), last member, last score, first rank, active count, cards}.
+# Scores are not read per item: Lua's number-to-string work would cost more than the rest
+# of the page. The active sessions are exactly the first `active count` ranks.
 PAGE = """
 local limit = tonumber(ARGV[1])
-local cutoff = tonumber(ARGV[6])
 local n = redis.call('ZCARD', KEYS[1])
+local n_active = redis.call('ZCOUNT', KEYS[1], ARGV[6], '+inf')
 local lo, hi = 0, n
-if ARGV[5] ~= '' then
-  local n_active = redis.call('ZCOUNT', KEYS[1], ARGV[6], '+inf')
-  if ARGV[5] == '1' then hi = n_active else lo = n_active end
-end
+if ARGV[5] == '1' then hi = n_active elseif ARGV[5] == '0' then lo = n_active end
 local start
 if ARGV[2] ~= '' then
   start = lo + tonumber(ARGV[2])
@@ -261,24 +263,14 @@ else
   if start < lo then start = lo end
 end
 local stop = math.min(start + limit, hi) - 1
-if start > stop then return {hi - lo, 0, '', '', ''} end
-local ranked = redis.call('ZREVRANGE', KEYS[1], start, stop, 'WITHSCORES')
-local ids = {}
-for i = 1, #ranked, 2 do ids[#ids + 1] = ranked[i] end
+if start > stop then return {hi - lo, 0, '', '', start, n_active, {}} end
+local ids = redis.call('ZREVRANGE', KEYS[1], start, stop)
 local cards = redis.call('HMGET', KEYS[2], unpack(ids))
-local items = {}
-for i, card in ipairs(cards) do
-  if card then
-    if tonumber(ranked[2 * i]) >= cutoff then
-      items[#items + 1] = string.sub(card, 2) .. ',"active":true}'
-    else
-      items[#items + 1] = string.sub(card, 2) .. ',"active":false}'
-    end
-  end
+local last = ids[#ids]
+if stop + 1 < hi then
+  return {hi - lo, 1, last, redis.call('ZSCORE', KEYS[1], last), start, n_active, cards}
 end
-local more = 0
-if stop + 1 < hi then more = 1 end
-return {hi - lo, more, ranked[#ranked - 1], ranked[#ranked], table.concat(items, ',')}
+return {hi - lo, 0, last, '', start, n_active, cards}
 """
 
 # KEYS[1] sessions hash, KEYS[2] index, KEYS[3] meta
@@ -586,14 +578,20 @@ class SessionStore:
             position = [str(offset or 0), "", ""]
         active_filter = "" if active is None else ("1" if active else "0")
         zset = keys.index if channel is None else keys.channel(channel)
-        total, more, last_member, last_score, items = await self._call(
+        total, more, last_member, last_score, first, n_active, cards = await self._call(
             lambda: self._page(
                 keys=[zset, keys.sessions],
                 args=[limit, *position, active_filter, now - self._active_window_ms],
             )
         )
+        active_until = n_active - first
+        items = b",".join(
+            card[1:] + (ACTIVE_TRUE if position < active_until else ACTIVE_FALSE)
+            for position, card in enumerate(cards)
+            if card is not None
+        )
         next_cursor = encode_cursor(int(last_score), _text(last_member)) if more else None
-        return SessionPage(total=int(total), items_json=bytes(items), next_cursor=next_cursor)
+        return SessionPage(total=int(total), items_json=items, next_cursor=next_cursor)
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
         keys = Keys(namespace)

@@ -22,6 +22,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from .embedded import EmbeddedRedis
+from .logs import flush_logs
 from .metrics import MULTIPROC_ENV
 from .settings import Settings
 
@@ -71,6 +72,7 @@ class Supervisor:
                 settings.port,
                 " ".join(str(p.pid) for p in self.processes),
             )
+            flush_logs()
             code = self._watch()
             self._stop_all()
             return code

@@ -1,0 +1,292 @@
+"""python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 8]
+
+Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
+drives load with wrk from another process, and prints every figure as a ratio
+against a baseline measured in the same run. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+import redis
+import redis.asyncio
+
+from service.models import MessageIn, format_time
+from service.store import Keys, SessionStore, render_card
+
+from .load import CONTENT, LoadResult, client_load, ensure_wrk, run_wrk, wrk_script
+from .servers import TOKEN, BaselineServer, RedisServer, ServiceServer
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NAMESPACE = "default"
+SEED_CHUNK = 20_000
+BATCH_SIZE = 1000
+MESSAGES_PER_SESSION = 20
+
+
+@dataclass
+class Row:
+    case: str
+    sessions: int
+    result: LoadResult
+    redis_usec: float | None = None
+    baseline: LoadResult | None = None
+
+
+def seed_sessions(client: redis.Redis, count: int, now_ms: int) -> None:
+    """Cards and index entries byte for byte as the store writes them, pipelined."""
+    keys = Keys(NAMESPACE)
+    for start in range(0, count, SEED_CHUNK):
+        cards: dict[str, bytes] = {}
+        scores: dict[str, int] = {}
+        by_channel: dict[str, dict[str, int]] = {"web": {}, "telegram": {}}
+        for n in range(start, min(count, start + SEED_CHUNK)):
+            session_id = f"session_{n:08d}"
+            channel = "telegram" if n % 2 else "web"
+            score = now_ms - n * 1000
+            stamp = format_time(score)
+            cards[session_id] = render_card(
+                "a", session_id, f"Bench session number {n}", stamp, stamp, 3, channel
+            )
+            scores[session_id] = score
+            by_channel[channel][session_id] = score
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(keys.sessions, mapping=cards)  # type: ignore[arg-type]
+        pipe.zadd(keys.index, scores)
+        for channel, members in by_channel.items():
+            if members:
+                pipe.zadd(keys.channel(channel), members)
+        pipe.execute()
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def page_script_usec(client: redis.Redis) -> float | None:
+    stats = client.info("commandstats")
+    evalsha = stats.get("cmdstat_evalsha")
+    return float(evalsha["usec_per_call"]) if evalsha else None
+
+
+def fetch(url: str) -> bytes:
+    request = urllib.request.Request(url, headers=AUTH)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body: bytes = response.read()
+        return body
+
+
+class Harness:
+    def __init__(self, seconds: float, workdir: Path) -> None:
+        self.seconds = seconds
+        self.workdir = workdir
+        self.wrk = ensure_wrk()
+        self.redis = RedisServer(workdir / "redis").start()
+        self.client = self.redis.client()
+        self.service = ServiceServer(self.redis.url, workdir / "service").start()
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        if self.wrk is None:
+            self.notes.append("wrk was not available: load came from an aiohttp client")
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.redis.stop()
+
+    def load(self, url: str, script: str | None = None, post_format: str = "") -> LoadResult:
+        if self.wrk:
+            return run_wrk(self.wrk, url, self.seconds, AUTH, script)
+        return client_load(url, self.seconds, AUTH, post_format or None, 1000)
+
+    def list_cases(self, sessions: int) -> None:
+        self.client.flushall()
+        before = used_memory(self.client)
+        started = time.perf_counter()
+        seed_sessions(self.client, sessions, int(time.time() * 1000))
+        seeded = time.perf_counter() - started
+        per_session = (used_memory(self.client) - before) / sessions
+        self.notes.append(
+            f"{sessions:>9,} sessions seeded in {seeded:.1f} s; "
+            f"Redis memory {per_session:.0f} bytes per session"
+        )
+        base = self.service.url + "/api/sessions?limit=50"
+        middle = orjson.loads(fetch(f"{base}&offset={sessions // 2}"))["next_cursor"]
+        cases = {
+            "first page": base,
+            "deep offset": f"{base}&offset={sessions // 2}",
+            "cursor page": f"{base}&cursor={middle}",
+            "channel page": f"{base}&channel=telegram",
+        }
+        first_body = fetch(base)
+        for case, url in cases.items():
+            fetch(url)
+            self.client.config_resetstat()
+            result = self.load(url)
+            self.rows.append(Row(case, sessions, result, page_script_usec(self.client)))
+        baseline = BaselineServer(first_body, self.workdir / "baseline").start()
+        try:
+            self.rows[-4].baseline = self.load(baseline.url + "/list")
+        finally:
+            baseline.stop()
+
+    def ingest_cases(self) -> None:
+        self.client.flushall()
+        path = "/api/sessions/bench%d/messages"
+        script = wrk_script(path, 1000, f"w{time.time_ns()}-")
+        result = self.load(self.service.url + "/api/sessions/bench0/messages", script, path)
+        baseline = BaselineServer(b"{}", self.workdir / "baseline").start()
+        try:
+            base = self.load(baseline.url + "/ingest", wrk_script("/ingest", 1, "b"), "")
+        finally:
+            baseline.stop()
+        self.rows.append(Row("single ingest", 1000, result, baseline=base))
+        rate = asyncio.run(batch_load(self.service.url, self.seconds))
+        self.notes.append(f"batch ingest of {BATCH_SIZE}-message bodies: {rate:,.0f} messages/s")
+
+    def message_memory(self) -> None:
+        """Redis bytes per stored 100-byte message beyond its content, via the store itself."""
+        self.client.flushall()
+        rate = asyncio.run(store_messages(self.redis.url, 1000, 1))
+        before = used_memory(self.client)
+        count = asyncio.run(store_messages(self.redis.url, 1000, MESSAGES_PER_SESSION, first=1))
+        overhead = (used_memory(self.client) - before) / count - len(CONTENT)
+        self.notes.append(
+            f"Redis memory per stored message beyond its {len(CONTENT)}-byte content: "
+            f"{overhead:.0f} bytes (1,000 sessions of {MESSAGES_PER_SESSION + 1} messages); "
+            f"store-level pipelined ingest {rate:,.0f} messages/s"
+        )
+
+
+async def store_messages(url: str, sessions: int, per_session: int, first: int = 0) -> float:
+    """Ingests ``per_session`` messages into each session through SessionStore.add_messages;
+    returns how many were stored (or, for the first call, messages per second)."""
+    client = redis.asyncio.Redis.from_url(url)
+    store = SessionStore(client, active_window_ms=900_000)
+    started = time.perf_counter()
+    stored = 0
+    try:
+        items = [
+            (
+                f"s{n}",
+                MessageIn(f"tg-{n}-{m:04d}", "user", CONTENT, 1_700_000_000_000 + m, None, "web"),
+            )
+            for n in range(sessions)
+            for m in range(first, first + per_session)
+        ]
+        for start in range(0, len(items), BATCH_SIZE):
+            results = await store.add_messages(NAMESPACE, items[start : start + BATCH_SIZE], now=0)
+            stored += sum(1 for r in results if not isinstance(r, Exception) and r.created)
+    finally:
+        await client.aclose()
+    elapsed = time.perf_counter() - started
+    return stored / elapsed if first == 0 else stored
+
+
+async def batch_load(url: str, seconds: float) -> float:
+    """Messages per second through POST /api/messages, two clients in turn."""
+    stored = 0
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    async def client(worker: int, session: aiohttp.ClientSession) -> None:
+        nonlocal stored
+        batch_number = 0
+        while time.monotonic() < deadline:
+            batch_number += 1
+            items = [
+                {
+                    "session_id": f"batch{worker}-{n % 100}",
+                    "channel": "web",
+                    "role": "user",
+                    "content": CONTENT,
+                    "id": f"b{worker}-{batch_number}-{n}",
+                }
+                for n in range(BATCH_SIZE)
+            ]
+            async with session.post(
+                url + "/api/messages",
+                data=orjson.dumps({"messages": items}),
+                headers={**AUTH, "Content-Type": "application/json"},
+            ) as response:
+                stored += orjson.loads(await response.read())["created"]
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(client(n, session) for n in range(2)))
+    return stored / (time.monotonic() - started)
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base else "-"
+
+
+def report(harness: Harness) -> str:
+    lines = [
+        "| case | sessions | req/s | p50 ms | p99 ms | Redis µs/call | p50 vs 1 k "
+        "| req/s vs bare |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    list_rows = [r for r in harness.rows if r.case != "single ingest"]
+    smallest = min(r.sessions for r in list_rows)
+    p50_at_smallest = {r.case: r.result.p50_ms for r in list_rows if r.sessions == smallest}
+    bare = {r.sessions: r.baseline for r in list_rows if r.baseline is not None}
+    for row in harness.rows:
+        base = row.baseline if row.case == "single ingest" else bare.get(row.sessions)
+        redis_usec = f"{row.redis_usec:.1f}" if row.redis_usec is not None else "-"
+        lines.append(
+            f"| {row.case} | {row.sessions:,} | {row.result.requests_per_second:,.0f} "
+            f"| {row.result.p50_ms:.2f} | {row.result.p99_ms:.2f} | {redis_usec} "
+            f"| {ratio(row.result.p50_ms, p50_at_smallest.get(row.case, 0))} "
+            f"| {ratio(row.result.requests_per_second, base.requests_per_second if base else 0)} |"
+        )
+    baselines = [(f"bare aiohttp, same bytes as the {n:,} first page", b) for n, b in bare.items()]
+    baselines += [
+        ("bare aiohttp, parse JSON and 201", r.baseline)
+        for r in harness.rows
+        if r.case == "single ingest" and r.baseline
+    ]
+    for label, base in baselines:
+        assert base is not None
+        lines.append(
+            f"| {label} | | {base.requests_per_second:,.0f} | {base.p50_ms:.2f} "
+            f"| {base.p99_ms:.2f} | | | 1.00 |"
+        )
+    errors = sum(r.result.errors for r in harness.rows)
+    tools = sorted({r.result.tool for r in harness.rows})
+    lines += ["", *[f"- {note}" for note in harness.notes]]
+    lines += [f"- load generator: {', '.join(tools)}; non-2xx or socket errors: {errors}"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--quick", action="store_true", help="1 k and 10 k sessions, 3 s each")
+    args = parser.parse_args()
+    sizes = [1000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    seconds = 3.0 if args.quick else args.seconds
+    workdir = Path(tempfile.mkdtemp(prefix="chatsessions-bench-"))
+    harness = Harness(seconds, workdir)
+    try:
+        for sessions in sizes:
+            harness.list_cases(sessions)
+        harness.ingest_cases()
+        harness.message_memory()
+    finally:
+        harness.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(report(harness))
+
+
+if __name__ == "__main__":
+    main()

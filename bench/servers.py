@@ -1,0 +1,144 @@
+"""Processes the harness starts and stops by pid: redis-server, the service, the baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import redis
+
+from service.embedded import find_redis_server
+
+TOKEN = "cs_bench_token_0123456789_abcdefghijklmnop"
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in time")
+
+
+class Managed:
+    """A subprocess stopped by its pid when the harness ends."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+class RedisServer(Managed):
+    """A throwaway redis-server: no persistence, its own port."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *extra: str) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+             "--logfile", str(self.directory / "redis.log"), *extra],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+class ServiceServer(Managed):
+    """``chatsessions serve`` against the bench's Redis, as an operator would run it."""
+
+    def __init__(self, redis_url: str, directory: Path, workers: int = 1) -> None:
+        self.redis_url = redis_url
+        self.directory = directory
+        self.workers = workers
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServiceServer:
+        entry = {
+            "name": "bench",
+            "sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+            "scopes": ["read", "write", "delete"],
+        }
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")},
+            "CHATSESSIONS_REDIS_URL": self.redis_url,
+            "CHATSESSIONS_PORT": str(self.port),
+            "CHATSESSIONS_WORKERS": str(self.workers),
+            "CHATSESSIONS_TOKENS": orjson.dumps([entry]).decode(),
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "serve.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve"],
+                cwd=self.directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        wait_http(self.url + "/healthz", self.process)
+        return self
+
+
+class BaselineServer(Managed):
+    def __init__(self, body: bytes, directory: Path) -> None:
+        self.body_path = directory / "baseline-body.json"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.body_path.write_bytes(body)
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> BaselineServer:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline", str(self.port), str(self.body_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_http(self.url + "/list", self.process)
+        return self
