@@ -12,6 +12,7 @@ from importlib import resources
 from aiohttp import web
 
 from .appkeys import (
+    ACCESS_LOG,
     METRICS,
     OPENAPI,
     PRINCIPAL,
@@ -26,7 +27,7 @@ from .connections import open_redis
 from .embedded import EmbeddedRedis
 from .errors import ApiError, error_response
 from .handlers import Handler
-from .logs import FLUSH_INTERVAL, flush_logs, log_access
+from .logs import FLUSH_INTERVAL, AccessLog, flush_logs
 from .metrics import Metrics
 from .models import InvalidInput
 from .ratelimit import RateLimiter, retry_after_header
@@ -125,7 +126,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         elapsed = time.perf_counter() - started
         route = route_template(request)
         request.app[METRICS].observe(request.method, route, status, elapsed)
-        log_access(request.method, route, status, elapsed * 1000)
+        request.app[ACCESS_LOG].record(request.method, route, status, elapsed * 1000)
 
 
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -240,14 +241,18 @@ def make_runner(app: web.Application) -> web.AppRunner:
 async def log_flusher(app: web.Application) -> AsyncIterator[None]:
     """Flushes buffered log lines twice a second, so none waits long to be seen."""
 
+    access_log = app[ACCESS_LOG]
+
     async def flush_forever() -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
+            access_log.flush()
             flush_logs()
 
     task = asyncio.create_task(flush_forever())
     yield
     task.cancel()
+    access_log.flush()
     flush_logs()
 
 
@@ -262,6 +267,7 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     app[TOKENS] = TokenRegistry(settings.tokens)
     app[ROUTE_SCOPES] = {}
     app[METRICS] = Metrics()
+    app[ACCESS_LOG] = AccessLog(settings.log_format)
     app[OPENAPI] = resources.files("service").joinpath("openapi.json").read_bytes()
     if settings.rate_limit > 0:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .auth import Principal, TokenRegistry
+from .logs import AccessLog
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
@@ -15,6 +16,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenRegistry)
 METRICS = web.AppKey("metrics", Metrics)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # The OpenAPI document, read once from service/openapi.json.
 OPENAPI = web.AppKey("openapi", bytes)
 # Present only when a rate limit is configured.

@@ -7,7 +7,8 @@ import io
 import logging
 import os
 import sys
-from typing import Any
+import time
+from typing import Any, TextIO
 
 import orjson
 
@@ -84,13 +85,46 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     atexit.register(flush_logs)
 
 
-def log_access(method: str, route: str, status: int, ms: float) -> None:
-    """Method, route template, status and time: never the path's ids, a body or a header."""
-    logging.getLogger(ACCESS_LOGGER).info(
-        "%s %s %d %.2fms",
-        method,
-        route,
-        status,
-        ms,
-        extra={"fields": {"method": method, "route": route, "status": status, "ms": round(ms, 2)}},
-    )
+class AccessLog:
+    """One line per request, written straight to a buffered stream.
+
+    Going through ``logging`` costs a LogRecord and a lock per request, an eighth of
+    a list request's CPU; these lines have one fixed shape, so they skip it. The
+    lines look like the ``chatsessions.access`` lines logging would write.
+    """
+
+    def __init__(self, log_format: str, stream: TextIO | None = None) -> None:
+        self._json = log_format == "json"
+        self._stream = stream if stream is not None else BufferedStreamHandler().stream
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        return self._stamp
+
+    def record(self, method: str, route: str, status: int, ms: float) -> None:
+        """Method, route template, status and time: never the path's ids, a body or a header."""
+        if self._json:
+            line = orjson.dumps(
+                {
+                    "time": self._time(),
+                    "level": "info",
+                    "logger": ACCESS_LOGGER,
+                    "message": f"{method} {route} {status} {ms:.2f}ms",
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "ms": round(ms, 2),
+                }
+            ).decode()
+        else:
+            line = f"{self._time()} INFO {ACCESS_LOGGER} {method} {route} {status} {ms:.2f}ms"
+        self._stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
