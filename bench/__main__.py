@@ -56,7 +56,7 @@ def seed_sessions(client: redis.Redis, count: int, now_ms: int) -> None:
             score = now_ms - n * 1000
             stamp = format_time(score)
             cards[session_id] = render_card(
-                "a", session_id, f"Bench session number {n}", stamp, stamp, 3, channel
+                "a", f"Bench session number {n}", stamp, stamp, 3, channel
             )
             scores[session_id] = score
             by_channel[channel][session_id] = score

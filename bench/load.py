@@ -61,6 +61,7 @@ def wrk_script(path_format: str, sessions: int, id_prefix: str) -> str:
     body = MESSAGE_BODY % (CONTENT, "%s")
     return (
         "counter = 0\n"
+        "wrk.headers['Content-Type'] = 'application/json'\n"
         "request = function()\n"
         "  counter = counter + 1\n"
         f"  local body = string.format('{body}', '{id_prefix}' .. counter)\n"

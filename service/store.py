@@ -11,17 +11,20 @@ script runs on one Redis Cluster slot and namespaces spread over the shards):
 ``cs:{ns}:meta:<id>``           string, the session's metadata as JSON (only when set)
 
 A session card is one string: a title-source letter (``d`` default, ``a`` auto,
-``u`` set by a user) followed by the session's list item as JSON without its
-closing brace, in a fixed field order::
+``u`` set by a user) followed by the session's list item as JSON without its id
+(the id is the card's key) and without its braces, in a fixed field order::
 
-    u{"id":"…","title":"…","created_at":"…","updated_at":"…","message_count":12,"channel":"web"
+    u"title":"…","created_at":"…","updated_at":"…","message_count":12,"channel":"web"
 
-Keeping the rendered item means a page of the list is one ZREVRANGE, one HMGET
-and a string join inside Redis, with the ``active`` flag appended from the
-score; the client gets one bulk string it can splice into the response. JSON
-strings inside the card come from orjson; every structural marker the scripts
-look for contains a bare ``"``, which can never occur inside a JSON string, so
-finding the markers is unambiguous whatever the ids and titles hold.
+A page of the list is one script: ZCARD and ZCOUNT for the total and the active
+window, ZREVRANGE for the ids, one HMGET for their cards. The handler wraps each
+card as ``{"id":…,<card>,"active":…}``: no card is parsed on the way out. The
+active sessions are the first ranks (the index is ordered by last activity), so
+no score is read per item. JSON strings inside cards come from orjson; every
+structural marker the scripts look for contains a bare ``"``, which can never
+occur inside a JSON string, so finding the markers is unambiguous whatever the
+titles hold. Leaving the id out of the card keeps a session at 160 bytes of
+card, not 192 (jemalloc's size classes), at a million sessions.
 
 A stored message is the JSON array ``[id, role, content, timestamp_ms, metadata]``.
 """
@@ -32,6 +35,7 @@ import base64
 import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -153,15 +157,13 @@ class MessagePage:
 # Card helpers shared by every script that reads or rewrites a card.
 _LUA_CARD = """
 local function card_parse(card)
-  local a = string.find(card, ',"title":', 1, true)
-  local b = string.find(card, ',"created_at":"', a, true)
+  local b = string.find(card, ',"created_at":"', 10, true)
   local c = string.find(card, '","updated_at":"', b, true)
   local d = string.find(card, '","message_count":', c, true)
   local e = string.find(card, ',"channel":"', d, true)
   return {
     source = string.sub(card, 1, 1),
-    id = string.sub(card, 8, a - 1),
-    title = string.sub(card, a + 9, b - 1),
+    title = string.sub(card, 10, b - 1),
     created = string.sub(card, b + 15, c - 1),
     updated = string.sub(card, c + 16, d - 1),
     count = tonumber(string.sub(card, d + 18, e - 1)),
@@ -169,28 +171,28 @@ local function card_parse(card)
   }
 end
 local function card_render(s)
-  return s.source .. '{"id":' .. s.id .. ',"title":' .. s.title .. ',"created_at":"'
-    .. s.created .. '","updated_at":"' .. s.updated .. '","message_count":'
+  return s.source .. '"title":' .. s.title .. ',"created_at":"' .. s.created
+    .. '","updated_at":"' .. s.updated .. '","message_count":'
     .. string.format('%d', s.count) .. ',"channel":"' .. s.channel .. '"'
 end
 """
 
 # KEYS[1] sessions hash, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash
-# ARGV[1] session id, ARGV[2] session id as JSON, ARGV[3] channel ('' if not sent),
-# ARGV[4] channel key prefix, ARGV[5] message id, ARGV[6] message time ms,
-# ARGV[7] message time RFC 3339, ARGV[8] stored message, ARGV[9] auto title as JSON
-# ('' if none), ARGV[10] default title as JSON
+# ARGV[1] session id, ARGV[2] channel ('' if not sent), ARGV[3] channel key prefix,
+# ARGV[4] message id, ARGV[5] message time ms, ARGV[6] message time RFC 3339,
+# ARGV[7] stored message, ARGV[8] auto title as JSON ('' if none), ARGV[9] default title
+# as JSON
 # Returns {1, card, score, stored message} when stored, {0, …} for a message id seen
 # before (nothing changes), {-1} for an unknown session without a channel.
 INGEST = (
     _LUA_CARD
     + """
 local card = redis.call('HGET', KEYS[1], ARGV[1])
-local ts = tonumber(ARGV[6])
+local ts = tonumber(ARGV[5])
 local s
 local score
 if card then
-  local position = redis.call('HGET', KEYS[4], ARGV[5])
+  local position = redis.call('HGET', KEYS[4], ARGV[4])
   if position then
     return {0, card, redis.call('ZSCORE', KEYS[2], ARGV[1]),
             redis.call('LINDEX', KEYS[3], position)}
@@ -198,27 +200,27 @@ if card then
   s = card_parse(card)
   score = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
 else
-  if ARGV[3] == '' then return {-1} end
-  s = {source = 'd', id = ARGV[2], title = ARGV[10], created = ARGV[7],
-       updated = ARGV[7], count = 0, channel = ARGV[3]}
+  if ARGV[2] == '' then return {-1} end
+  s = {source = 'd', title = ARGV[9], created = ARGV[6], updated = ARGV[6], count = 0,
+       channel = ARGV[2]}
   score = nil
 end
 if score == nil or ts > score then
   score = ts
-  s.updated = ARGV[7]
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
-  redis.call('ZADD', ARGV[4] .. s.channel, ARGV[6], ARGV[1])
+  s.updated = ARGV[6]
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+  redis.call('ZADD', ARGV[3] .. s.channel, ARGV[5], ARGV[1])
 end
 s.count = s.count + 1
-if s.source == 'd' and ARGV[9] ~= '' then
-  s.title = ARGV[9]
+if s.source == 'd' and ARGV[8] ~= '' then
+  s.title = ARGV[8]
   s.source = 'a'
 end
-local length = redis.call('RPUSH', KEYS[3], ARGV[8])
-redis.call('HSET', KEYS[4], ARGV[5], length - 1)
+local length = redis.call('RPUSH', KEYS[3], ARGV[7])
+redis.call('HSET', KEYS[4], ARGV[4], length - 1)
 card = card_render(s)
 redis.call('HSET', KEYS[1], ARGV[1], card)
-return {1, card, string.format('%d', score), ARGV[8]}
+return {1, card, string.format('%d', score), ARGV[7]}
 """
 )
 
@@ -226,7 +228,7 @@ return {1, card, string.format('%d', score), ARGV[8]}
 # ARGV[1] limit, ARGV[2] offset ('' when paging by cursor), ARGV[3] cursor score,
 # ARGV[4] cursor member, ARGV[5] active filter ('', '1' active, '0' inactive),
 # ARGV[6] active cutoff (epoch ms; scores at or above it are active)
-# Returns {total, more (0/1), last member, last score, first rank, active count, cards}.
+# Returns {total, more (0/1), first rank, active count, ids, cards}.
 # Scores are not read per item: Lua's number-to-string work would cost more than the rest
 # of the page. The active sessions are exactly the first `active count` ranks.
 PAGE = """
@@ -264,14 +266,11 @@ else
   if start < lo then start = lo end
 end
 local stop = math.min(start + limit, hi) - 1
-if start > stop then return {hi - lo, 0, '', '', start, n_active, {}} end
+if start > stop then return {hi - lo, 0, start, n_active, {}, {}} end
 local ids = redis.call('ZREVRANGE', KEYS[1], start, stop)
-local cards = redis.call('HMGET', KEYS[2], unpack(ids))
-local last = ids[#ids]
-if stop + 1 < hi then
-  return {hi - lo, 1, last, redis.call('ZSCORE', KEYS[1], last), start, n_active, cards}
-end
-return {hi - lo, 0, last, '', start, n_active, cards}
+local more = 0
+if stop + 1 < hi then more = 1 end
+return {hi - lo, more, start, n_active, ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 """
 
 # KEYS[1] sessions hash, KEYS[2] index, KEYS[3] meta
@@ -557,11 +556,13 @@ class SessionStore:
     async def ping(self) -> None:
         await self._call(self._redis.ping)
 
-    def _session(self, card: bytes, score: bytes | None, meta: bytes | None, now: int) -> Session:
-        item = orjson.loads(card[1:] + b"}")
+    def _session(
+        self, session_id: str, card: bytes, score: bytes | None, meta: bytes | None, now: int
+    ) -> Session:
+        item = card_item(card)
         updated_ms = int(score) if score is not None else 0
         return Session(
-            id=item["id"],
+            id=session_id,
             title=item["title"],
             title_source=TITLE_SOURCES[chr(card[0])],
             channel=item["channel"],
@@ -591,7 +592,7 @@ class SessionStore:
             position = [str(offset or 0), "", ""]
         active_filter = "" if active is None else ("1" if active else "0")
         zset = keys.index if channel is None else keys.channel(channel)
-        total, more, last_member, last_score, first, n_active, cards = await self._call(
+        total, more, first, n_active, ids, cards = await self._call(
             lambda: self._script(
                 self._page,
                 [zset, keys.sessions],
@@ -600,11 +601,19 @@ class SessionStore:
         )
         active_until = n_active - first
         items = b",".join(
-            card[1:] + (ACTIVE_TRUE if position < active_until else ACTIVE_FALSE)
-            for position, card in enumerate(cards)
+            b'{"id":'
+            + orjson.dumps(_text(session_id))
+            + b","
+            + card[1:]
+            + (ACTIVE_TRUE if position < active_until else ACTIVE_FALSE)
+            for position, (session_id, card) in enumerate(zip(ids, cards, strict=True))
             if card is not None
         )
-        next_cursor = encode_cursor(int(last_score), _text(last_member)) if more else None
+        next_cursor = None
+        if more and cards and cards[-1] is not None:
+            # The card's updated_at is the score rendered exactly, so it gives it back.
+            updated_ms = parse_card_time(card_item(cards[-1])["updated_at"])
+            next_cursor = encode_cursor(updated_ms, _text(ids[-1]))
         return SessionPage(total=int(total), items_json=items, next_cursor=next_cursor)
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
@@ -617,7 +626,7 @@ class SessionStore:
         if not found:
             raise SessionNotFound(session_id)
         card, score, meta = found
-        return self._session(card, score, meta or None, now)
+        return self._session(session_id, card, score, meta or None, now)
 
     def _ingest_args(self, keys: Keys, session_id: str, message: MessageIn) -> list[Any]:
         stored = orjson.dumps(
@@ -626,7 +635,6 @@ class SessionStore:
         title = auto_title_json(message)
         return [
             session_id,
-            orjson.dumps(session_id),
             message.channel or "",
             keys.channel_prefix,
             message.id,
@@ -648,7 +656,7 @@ class SessionStore:
         return IngestResult(
             created=status == 1,
             message=self._message(stored),
-            session=self._session(card, score, None, now),
+            session=self._session(session_id, card, score, None, now),
         )
 
     async def add_message(
@@ -733,10 +741,10 @@ class SessionStore:
         )
         hits = []
         for position in range(2, len(reply), 4):
-            _, score, card, stored = reply[position : position + 4]
+            hit_id, score, card, stored = reply[position : position + 4]
             hits.append(
                 SearchHit(
-                    session=self._session(card, score, None, now),
+                    session=self._session(_text(hit_id), card, score, None, now),
                     message=self._message(stored) if stored else None,
                 )
             )
@@ -773,7 +781,6 @@ class SessionStore:
         stamp = format_time(now)
         card = render_card(
             TITLE_USER if title else TITLE_DEFAULT,
-            session_id,
             title or DEFAULT_TITLE,
             stamp,
             stamp,
@@ -790,7 +797,7 @@ class SessionStore:
         )
         if not created:
             raise SessionExists(session_id)
-        return self._session(card, str(now).encode(), meta or None, now)
+        return self._session(session_id, card, str(now).encode(), meta or None, now)
 
     async def rename_session(
         self, namespace: str, session_id: str, title: str, *, now: int
@@ -806,7 +813,7 @@ class SessionStore:
         if not found:
             raise SessionNotFound(session_id)
         card, score, meta = found
-        return self._session(card, score, meta or None, now)
+        return self._session(session_id, card, score, meta or None, now)
 
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = Keys(namespace)
@@ -859,7 +866,6 @@ def auto_title_json(message: MessageIn) -> bytes:
 
 def render_card(
     source: str,
-    session_id: str,
     title: str,
     created_at: str,
     updated_at: str,
@@ -870,9 +876,7 @@ def render_card(
     return b"".join(
         [
             source.encode(),
-            b'{"id":',
-            orjson.dumps(session_id),
-            b',"title":',
+            b'"title":',
             orjson.dumps(title),
             b',"created_at":"',
             created_at.encode(),
@@ -885,6 +889,17 @@ def render_card(
             b'"',
         ]
     )
+
+
+def card_item(card: bytes) -> dict[str, Any]:
+    """A card's fields (without the id, which is its key)."""
+    item: dict[str, Any] = orjson.loads(b"{" + card[1:] + b"}")
+    return item
+
+
+def parse_card_time(text: str) -> int:
+    """Epoch milliseconds of a time as :func:`format_time` wrote it."""
+    return round(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def encode_position(position: int) -> str:
@@ -961,7 +976,7 @@ class InvariantChecker:
                 replies = await pipe.execute()
             for position, session_id in enumerate(batch):
                 stored, seen = replies[2 * position], replies[2 * position + 1]
-                item = orjson.loads(cards[session_id][1:] + b"}")
+                item = card_item(cards[session_id])
                 count = item["message_count"]
                 channel_of[session_id] = item["channel"]
                 report.messages += stored
