@@ -93,6 +93,8 @@ class ChatSessionsClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
+        # How many attempts were retried: for logs and tests.
+        self.retried = 0
 
     async def __aenter__(self) -> ChatSessionsClient:
         return self
@@ -157,6 +159,7 @@ class ChatSessionsClient:
             except (aiohttp.ClientConnectionError, TimeoutError) as error:
                 last_status, last_detail = 0, f"no answer: {error!r}"
             if attempt < self.retries:
+                self.retried += 1
                 await asyncio.sleep(self._pause(attempt, retry_after))
         raise Unavailable(last_status, last_detail)
 

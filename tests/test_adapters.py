@@ -161,7 +161,7 @@ async def test_telegram_updates_parsed_by_aiogram(live: ChatSessionsClient) -> N
     assert [s["id"] for s in page["sessions"]] == ["42", "-1001234567890:topic:77", "-100555"]
     assert listed["42"]["message_count"] == 3
     assert listed["42"]["title"] == "Python prime numbers?"
-    assert listed["42"]["updated_at"] == "2024-01-15T11:06:40Z"
+    assert listed["42"]["updated_at"] == "2024-01-15T10:53:20Z"  # the edit is the latest
     assert listed["-1001234567890:topic:77"]["message_count"] == 2
     history = await live.history("42")
     assert [m["role"] for m in history["messages"]] == ["user", "assistant", "user"]

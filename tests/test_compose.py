@@ -50,3 +50,22 @@ def test_dockerfile_installs_the_package_and_runs_serve_as_non_root() -> None:
     for copied in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
         for name in copied.split():
             assert (ROOT / name).exists(), name
+
+
+def test_cluster_stack_parses_and_wires_the_api_to_the_cluster() -> None:
+    stack: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+    services = stack["services"]
+    nodes = [name for name in services if name.startswith("redis-")]
+    assert len(nodes) == 6
+    for name in nodes:
+        command = " ".join(services[name]["command"])
+        assert "--cluster-enabled yes" in command and "--appendonly yes" in command
+        assert "redis-cli" in " ".join(services[name]["healthcheck"]["test"])
+        assert services[name]["volumes"][0].split(":")[0] in stack["volumes"]
+    create = services["cluster-create"]
+    assert set(create["depends_on"]) == set(nodes)
+    assert "--cluster-replicas 1" in " ".join(create["command"])
+    api = services["api"]
+    assert api["depends_on"]["cluster-create"]["condition"] == "service_completed_successfully"
+    assert api["environment"]["CHATSESSIONS_REDIS_URL"].startswith("redis+cluster://")
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
