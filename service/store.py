@@ -705,7 +705,12 @@ class SessionStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for position in pending:
                     call_keys, call_args = calls[position]
-                    pipe.evalsha(self._ingest.sha, len(call_keys), *call_keys, *call_args)
+                    # execute_command, not evalsha(): redis-py's cluster pipeline blocks
+                    # the method (keys could span slots) but routes the command by its
+                    # keys, and a namespace's keys share one slot.
+                    pipe.execute_command(
+                        "EVALSHA", self._ingest.sha, len(call_keys), *call_keys, *call_args
+                    )
                 answers = await pipe.execute(raise_on_error=False)
             missing = []
             for position, answer in zip(pending, answers, strict=True):

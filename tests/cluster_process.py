@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-from redis_process import RedisProcess, free_port
+from redis_process import RedisProcess
 
 START_TIMEOUT = 60.0
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, as Redis needs."""
+    chooser = random.Random()
+    while True:
+        port = chooser.randrange(20000, 45000)
+        if all(_bindable(p) for p in (port, port + 10000)):
+            return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class ClusterProcess:
@@ -30,7 +50,7 @@ class ClusterProcess:
     def start(self) -> ClusterProcess:
         count = self.masters * (1 + self.replicas)
         for _ in range(count):
-            port = free_port()
+            port = cluster_port()
             node = RedisProcess(
                 self.directory / str(port),
                 port=port,

@@ -23,7 +23,7 @@ PROPERTY_SETTINGS = settings(
 json_leaf = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=40),
 )
@@ -62,6 +62,8 @@ raw_bodies = st.one_of(
             b"[" * 5000 + b"]" * 5000,
             b'{"a":' * 3000 + b"1" + b"}" * 3000,
             b'\xff\xfe{"role":"user"}',
+            b'{"role":"user","content":"x","channel":"web","timestamp":123456789012345678901234567890}',
+            b'{"role":"user","content":"x","channel":"web","metadata":{"n":1e400}}',
         ]
     ),
 )
