@@ -149,6 +149,7 @@ async def test_redis_stopped_during_steady_ingest(
         await asyncio.wait_for(writer, HANG_GUARD * 4)
         assert 500 not in ledger.statuses
         assert await verify(redis.url, ledger) == 400
+        print(f"\nredis stopped 2.5 s: statuses {ledger.statuses}, retries {ledger.retries}, lost 0")
     finally:
         redis.stop()
 
@@ -186,6 +187,7 @@ async def test_nothing_acknowledged_is_lost_when_redis_is_killed(
         assert kills == 2
         assert 500 not in ledger.statuses
         assert await verify(redis.url, ledger) == 1200
+        print(f"\nredis SIGKILLed twice: statuses {ledger.statuses}, retries {ledger.retries}, lost 0")
     finally:
         redis.stop()
 
@@ -223,6 +225,7 @@ async def test_service_killed_mid_ingest_leaves_no_half_session(tmp_path: Path) 
         assert 500 not in ledger.statuses
         assert ledger.statuses.get(0, 0) > 0, "the kill should have cut some requests"
         assert await verify(redis.url, ledger) == 600
+        print(f"\nservice SIGKILLed: statuses {ledger.statuses}, retries {ledger.retries}, lost 0")
     finally:
         service.stop()
         redis.stop()
