@@ -43,9 +43,9 @@ class Row:
     baseline: LoadResult | None = None
 
 
-def seed_sessions(client: redis.Redis, count: int, now_ms: int) -> None:
+def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str = NAMESPACE) -> None:
     """Cards and index entries byte for byte as the store writes them, pipelined."""
-    keys = Keys(NAMESPACE)
+    keys = Keys(namespace)
     for start in range(0, count, SEED_CHUNK):
         cards: dict[str, bytes] = {}
         scores: dict[str, int] = {}

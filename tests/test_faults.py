@@ -149,7 +149,9 @@ async def test_redis_stopped_during_steady_ingest(
         await asyncio.wait_for(writer, HANG_GUARD * 4)
         assert 500 not in ledger.statuses
         assert await verify(redis.url, ledger) == 400
-        print(f"\nredis stopped 2.5 s: statuses {ledger.statuses}, retries {ledger.retries}, lost 0")
+        print(
+            f"\nredis stopped 2.5 s: statuses {ledger.statuses}, retries {ledger.retries}, lost 0"
+        )
     finally:
         redis.stop()
 
@@ -187,7 +189,9 @@ async def test_nothing_acknowledged_is_lost_when_redis_is_killed(
         assert kills == 2
         assert 500 not in ledger.statuses
         assert await verify(redis.url, ledger) == 1200
-        print(f"\nredis SIGKILLed twice: statuses {ledger.statuses}, retries {ledger.retries}, lost 0")
+        print(
+            f"\nredis SIGKILLed twice: statuses {ledger.statuses}, retries {ledger.retries}, lost 0"
+        )
     finally:
         redis.stop()
 
