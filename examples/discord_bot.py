@@ -37,15 +37,7 @@ class MirroringBot(discord.Client):
         if not isinstance(adapted, Mirrored):
             log.info("not mirrored: %s", adapted.reason)
             return
-        await self.sessions.add_message(
-            adapted.session_id,
-            role=adapted.role,
-            content=adapted.content,
-            channel=adapted.channel,
-            message_id=adapted.message_id,
-            timestamp=adapted.timestamp,
-            metadata=adapted.metadata,
-        )
+        await self.sessions.mirror(adapted)
 
     async def on_message(self, message: discord.Message) -> None:
         # The bot's own replies arrive here too, and are mirrored as the assistant's.

@@ -32,15 +32,7 @@ async def mirror(client: ChatSessionsClient, message: Message) -> None:
     if not isinstance(adapted, Mirrored):
         log.info("not mirrored: %s", adapted.reason)
         return
-    await client.add_message(
-        adapted.session_id,
-        role=adapted.role,
-        content=adapted.content,
-        channel=adapted.channel,
-        message_id=adapted.message_id,
-        timestamp=adapted.timestamp,
-        metadata=adapted.metadata,
-    )
+    await client.mirror(adapted)
 
 
 async def main() -> None:

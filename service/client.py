@@ -19,6 +19,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from .adapters import Mirrored
+
 RETRY_STATUSES = {429, 503}
 
 
@@ -261,6 +263,18 @@ class ChatSessionsClient:
         result: dict[str, Any] = orjson.loads(raw)
         result["created"] = status == 201
         return result
+
+    async def mirror(self, adapted: Mirrored) -> dict[str, Any]:
+        """Stores what a channel adapter made of a platform event."""
+        return await self.add_message(
+            adapted.session_id,
+            role=adapted.role,
+            content=adapted.content,
+            channel=adapted.channel,
+            message_id=adapted.message_id,
+            timestamp=adapted.timestamp,
+            metadata=adapted.metadata,
+        )
 
     async def add_messages(self, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """A batch (up to 1000); each message gets an id here when it has none."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-from redis_process import RedisProcess
+from redis_process import RedisProcess, port_is_free
 
 START_TIMEOUT = 60.0
 
@@ -21,17 +20,8 @@ def cluster_port() -> int:
     chooser = random.Random()
     while True:
         port = chooser.randrange(20000, 45000)
-        if all(_bindable(p) for p in (port, port + 10000)):
+        if all(port_is_free(p) for p in (port, port + 10000)):
             return port
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class ClusterProcess:

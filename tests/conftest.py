@@ -23,6 +23,18 @@ from service.store import RedisClient, SessionStore
 from redis_process import RedisProcess
 
 ACTIVE_WINDOW_MS = 900_000
+# Session ids as channels make them (SPEC §3), and the characters that break naive code.
+CHANNEL_IDS = [
+    "123456789",
+    "123456789:topic:42",
+    "dm:987654321",
+    "C01ABC:1705123456.789",
+    "+1234567890",
+    "!abc:matrix.org",
+    "19:abc@thread.v2",
+    "spaces/abc123",
+    "session_a1b2c3d4",
+]
 
 
 @pytest.fixture(scope="session")

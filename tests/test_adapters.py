@@ -54,18 +54,6 @@ async def live(
     await server.close()
 
 
-async def mirror(client: ChatSessionsClient, adapted: Mirrored) -> dict[str, Any]:
-    return await client.add_message(
-        adapted.session_id,
-        role=adapted.role,
-        content=adapted.content,
-        channel=adapted.channel,
-        message_id=adapted.message_id,
-        timestamp=adapted.timestamp,
-        metadata=adapted.metadata,
-    )
-
-
 async def test_telegram_updates_parsed_by_aiogram(live: ChatSessionsClient) -> None:
     updates = [
         {
@@ -147,7 +135,7 @@ async def test_telegram_updates_parsed_by_aiogram(live: ChatSessionsClient) -> N
         adapted = telegram_adapter.adapt_update(update)
         outcomes.append(adapted)
         if isinstance(adapted, Mirrored):
-            await mirror(live, adapted)
+            await live.mirror(adapted)
     skipped = [o.reason for o in outcomes if isinstance(o, Skipped)]
     assert len(skipped) == 2
     assert "no text or caption" in skipped[0] and "callback_query" in skipped[1]
@@ -155,7 +143,7 @@ async def test_telegram_updates_parsed_by_aiogram(live: ChatSessionsClient) -> N
     for raw in updates[:2]:
         adapted = telegram_adapter.adapt_update(raw)
         assert isinstance(adapted, Mirrored)
-        assert (await mirror(live, adapted))["created"] is False
+        assert (await live.mirror(adapted))["created"] is False
     page = await live.page(channel="telegram")
     listed = {s["id"]: s for s in page["sessions"]}
     assert [s["id"] for s in page["sessions"]] == ["42", "-1001234567890:topic:77", "-100555"]
@@ -227,7 +215,7 @@ async def test_discord_messages_guild_and_dm(live: ChatSessionsClient) -> None:
     assert isinstance(results[-1], Skipped)
     for adapted in results[:-1]:
         assert isinstance(adapted, Mirrored)
-        await mirror(live, adapted)
+        await live.mirror(adapted)
     page = await live.page(channel="discord")
     assert [(s["id"], s["message_count"]) for s in page["sessions"]] == [
         ("dm:987654321", 2),
@@ -301,7 +289,7 @@ async def test_slack_threads(live: ChatSessionsClient) -> None:
     ]
     for adapted in outcomes:
         if isinstance(adapted, Mirrored):
-            await mirror(live, adapted)
+            await live.mirror(adapted)
     session = await live.get_session("C01ABC:1705123456.789")
     assert (session["message_count"], session["title"], session["channel"]) == (
         4,

@@ -7,22 +7,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Api, quote
+from conftest import CHANNEL_IDS, Api, quote
 
-ODD_IDS = [
-    "123456789",
-    "123456789:topic:42",
-    "dm:987654321",
-    "C01ABC:1705123456.789",
-    "+1234567890",
-    "!abc:matrix.org",
-    "19:abc@thread.v2",
-    "spaces/abc123",
-    "session_a1b2c3d4",
-    "100% done & a space",
-    "emoji 🤖 and ünïcode",
-    "a?b#c",
-]
+ODD_IDS = [*CHANNEL_IDS, "100% done & a space", "emoji 🤖 and ünïcode", "a?b#c"]
 
 
 async def list_ids(api: Api, query: str = "", token: str = "admin") -> list[str]:

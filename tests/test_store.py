@@ -16,17 +16,11 @@ from service.store import (
     encode_cursor,
 )
 
+from conftest import CHANNEL_IDS
+
 NOW = 1_705_315_500_000  # 2024-01-15T10:45:00Z
 ODD_IDS = [
-    "123456789",
-    "123456789:topic:42",
-    "dm:987654321",
-    "C01ABC:1705123456.789",
-    "+1234567890",
-    "!abc:matrix.org",
-    "19:abc@thread.v2",
-    "spaces/abc123",
-    "session_a1b2c3d4",
+    *CHANNEL_IDS,
     '100% sure {tag} "quoted" \\back',
     'x,"title":"y","channel":"z"',
     "ünïcødé 🤖 日本語",
