@@ -128,6 +128,14 @@ def measure(
         service, url = start_service(
             f"redis+cluster://127.0.0.1:{nodes[0].port}", workdir / f"s{masters}", workers
         )
+        # Warm-up: each worker opens its cluster client and connections before timing.
+        run_wrk(
+            wrk,
+            url + "/api/sessions?limit=50",
+            2,
+            {},
+            rotating_script("/api/sessions?limit=50&offset=%d", post=False),
+        )
         listing = run_wrk(
             wrk, url + "/api/sessions?limit=50", seconds, {},
             rotating_script("/api/sessions?limit=50&offset=%d", post=False),
@@ -136,8 +144,8 @@ def measure(
             wrk, url + "/api/sessions/x/messages", seconds, {},
             rotating_script("/api/sessions/bench%d/messages", post=True),
         )  # fmt: skip
-        assert listing.errors == 0 and ingest.errors == 0, (listing, ingest)
         return {
+            "errors": listing.errors + ingest.errors,
             "list_rps": listing.requests_per_second,
             "list_p50": listing.p50_ms,
             "ingest_rps": ingest.requests_per_second,
@@ -165,12 +173,12 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"{args.workers} workers")
-    print("| masters | list req/s | list p50 ms | ingest req/s | ingest p50 ms |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| masters | list req/s | list p50 ms | ingest req/s | ingest p50 ms | errors |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for masters, row in rows.items():
         print(
             f"| {masters} | {row['list_rps']:,.0f} | {row['list_p50']:.2f} "
-            f"| {row['ingest_rps']:,.0f} | {row['ingest_p50']:.2f} |"
+            f"| {row['ingest_rps']:,.0f} | {row['ingest_p50']:.2f} | {row['errors']:.0f} |"
         )
 
 

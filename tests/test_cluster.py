@@ -231,3 +231,26 @@ async def test_workers_serve_against_the_cluster(cluster: ClusterProcess, tmp_pa
         assert body["total"] == 4 and {s["message_count"] for s in body["sessions"]} == {10}
     finally:
         service.stop()
+
+
+async def test_a_cold_cluster_client_survives_a_concurrent_first_burst(
+    cluster: ClusterProcess,
+) -> None:
+    """Many first requests at once on a new cluster client: every one answered."""
+    cluster.flush()
+    seeded = open_redis(cluster.url, 2.0)
+    store = SessionStore(seeded, active_window_ms=900_000)
+    for n in range(6):
+        await store.add_message(
+            f"tenant{n}", "s", MessageIn("m", "user", "hi", NOW, None, "web"), now=NOW
+        )
+    await seeded.aclose()
+    fresh = open_redis(cluster.url, 2.0)
+    cold = SessionStore(fresh, active_window_ms=900_000)
+    try:
+        pages = await asyncio.gather(
+            *(cold.list_sessions(f"tenant{n % 6}", limit=50, now=NOW) for n in range(64))
+        )
+        assert all(page.total == 1 for page in pages)
+    finally:
+        await fresh.aclose()
