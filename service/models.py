@@ -97,6 +97,10 @@ def check_session_id(value: Any, field: str = "id") -> str:
         raise InvalidInput(f"{field} must be 1 to {MAX_ID_LENGTH} characters long.")
     if _CONTROL.search(value):
         raise InvalidInput(f"{field} must not contain control characters.")
+    if value in (".", ".."):
+        # Clients and proxies resolve these as path segments: such a session could
+        # be written but never reached again.
+        raise InvalidInput(f"{field} cannot be '.' or '..'.")
     _check_encodable(value, field)
     return value
 

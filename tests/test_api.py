@@ -266,6 +266,17 @@ async def test_unknown_route_and_wrong_method(api: Api) -> None:
     assert status == 404 and "detail" in body
 
 
+@pytest.mark.parametrize("dots", [".", ".."])
+async def test_dot_ids_are_refused(api: Api, dots: str) -> None:
+    message = {"role": "user", "content": "x", "channel": "web"}
+    status, body = await api.call(
+        "POST", "/api/messages", json={"messages": [{**message, "session_id": dots}]}
+    )
+    assert body["results"][0] == {"status": 422, "detail": "session_id cannot be '.' or '..'."}
+    status, body = await api.call("POST", "/api/sessions", json={"id": dots, "channel": "web"})
+    assert (status, body) == (422, {"detail": "id cannot be '.' or '..'."})
+
+
 async def test_session_id_too_long(api: Api) -> None:
     status, body = await api.call("GET", "/api/sessions/" + "x" * 257)
     assert (status, body) == (422, {"detail": "session id must be 1 to 256 characters long."})
