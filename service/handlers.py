@@ -24,6 +24,7 @@ from .models import (
     parse_message,
 )
 from .store import (
+    BatchOutcome,
     ChannelRequired,
     IngestResult,
     SessionNotFound,
@@ -223,12 +224,13 @@ async def delete_session(request: web.Request) -> web.Response:
 # --- messages -----------------------------------------------------------------------------
 
 
-def count_ingested(request: web.Request, results: list[IngestResult]) -> None:
+def count_ingested(request: web.Request, outcomes: list[tuple[bool, int]]) -> None:
+    """Metrics for stored messages: (created, message count after it) per message."""
     metrics = request.app[METRICS]
-    for result in results:
-        if result.created:
+    for created, message_count in outcomes:
+        if created:
             metrics.messages_ingested.inc()
-            if result.session.message_count == 1:
+            if message_count == 1:
                 metrics.sessions_created.inc()
 
 
@@ -250,7 +252,7 @@ async def add_message(request: web.Request) -> web.Response:
     result = await request.app[STORE].add_message(
         namespace_of(request), session_id, message, now=now_ms()
     )
-    count_ingested(request, [result])
+    count_ingested(request, [(result.created, result.session.message_count)])
     return ingest_response(result)
 
 
@@ -294,7 +296,10 @@ async def add_messages(request: web.Request) -> web.Response:
         valid.append((session_id, message))
         positions.append(position)
     stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now_ms())
-    count_ingested(request, [outcome for outcome in stored if isinstance(outcome, IngestResult)])
+    count_ingested(
+        request,
+        [(o.created, o.message_count) for o in stored if isinstance(o, BatchOutcome)],
+    )
     for position, (session_id, _), outcome in zip(positions, valid, stored, strict=True):
         results[position] = batch_result(session_id, outcome)
     counts = {"created": 0, "duplicates": 0, "failed": 0}
@@ -305,7 +310,7 @@ async def add_messages(request: web.Request) -> web.Response:
     return json_response({"results": results, **counts})
 
 
-def batch_result(session_id: str, outcome: IngestResult | StoreError) -> dict[str, Any]:
+def batch_result(session_id: str, outcome: BatchOutcome | StoreError) -> dict[str, Any]:
     if isinstance(outcome, ChannelRequired):
         return {
             "status": 422,
@@ -318,7 +323,7 @@ def batch_result(session_id: str, outcome: IngestResult | StoreError) -> dict[st
         "status": 201 if outcome.created else 200,
         "session_id": session_id,
         "message": outcome.message.as_dict(),
-        "message_count": outcome.session.message_count,
+        "message_count": outcome.message_count,
     }
 
 

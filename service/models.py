@@ -6,6 +6,7 @@ Every refusal is an :class:`InvalidInput` carrying the sentence the caller sees
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -56,8 +57,14 @@ def now_ms() -> int:
 def format_time(ms: int) -> str:
     """RFC 3339 in UTC with a ``Z``; milliseconds only when there are any."""
     seconds, millis = divmod(ms, 1000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _second_text(seconds)
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    # strftime was an eighth of a batch ingest's time; messages cluster in few seconds.
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time(value: Any, field: str = "timestamp") -> int:
