@@ -94,3 +94,26 @@ async def test_store_batch_survives_a_server_without_the_script(
     assert not isinstance(results[0], Exception) and results[0].created
     assert isinstance(results[1], ChannelRequired)
     assert await store.add_messages("default", [], now=NOW) == []
+
+
+async def test_batch_content_round_trips_byte_for_byte(api: Api) -> None:
+    odd = [
+        'quotes " and \\\\ backslashes \\n newline',
+        "emoji 🤖🧪 and 日本語 and ünïcode",
+        "nul \u0000 and tab \t and \u2028 separators",
+        "",
+        "x" * 60_000,
+    ]
+    batch = [
+        item(
+            "odd/ id:1", f"o{n}", content=content, metadata={"k": content[:50], "n": [1, 2.5, None]}
+        )
+        for n, content in enumerate(odd)
+    ]
+    status, body = await api.call("POST", "/api/messages", json={"messages": batch})
+    assert status == 200 and body["created"] == len(odd)
+    status, history = await api.call("GET", "/api/sessions/odd%2F%20id%3A1/messages?limit=10")
+    assert [m["content"] for m in history["messages"]] == odd
+    assert history["messages"][1]["metadata"] == {"k": odd[1][:50], "n": [1, 2.5, None]}
+    status, session = await api.call("GET", "/api/sessions/odd%2F%20id%3A1")
+    assert session["title"] == " ".join(odd[0].split())
