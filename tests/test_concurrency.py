@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from service.models import MessageIn
-from service.store import InvariantChecker, RedisClient, SessionStore
+from service.store import InvariantChecker, RedisClient, SessionNotFound, SessionStore
 
 NOW = 1_705_315_500_000
 
@@ -84,3 +85,31 @@ async def test_first_messages_racing_create_one_session(store: SessionStore) -> 
     assert session.title_source == "auto" and session.title.startswith("text ")
     page = await store.list_sessions("default", limit=10, now=NOW)
     assert page.total == 1
+
+
+async def test_deletes_racing_ingests_leave_each_session_whole_or_gone(
+    store: SessionStore, redis_client: RedisClient
+) -> None:
+    sessions = [f"del-{n}" for n in range(15)]
+
+    async def chat(session_id: str) -> None:
+        for n in range(8):
+            await store.add_message("default", session_id, message(f"m{n}"), now=NOW)
+
+    async def delete(session_id: str) -> None:
+        for _ in range(3):
+            with contextlib.suppress(SessionNotFound):
+                await store.delete_session("default", session_id)
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(chat(s) for s in sessions), *(delete(s) for s in sessions))
+    assert (await InvariantChecker(redis_client).check("default")).ok
+    page = await store.list_sessions("default", limit=500, now=NOW)
+    for session_id in sessions:
+        try:
+            session = await store.get_session("default", session_id, now=NOW)
+        except SessionNotFound:
+            continue
+        history = await store.history("default", session_id, limit=500)
+        assert len(history.messages) == session.message_count
+    assert page.total <= len(sessions)
