@@ -99,7 +99,8 @@ class ClusterProcess:
         for node in self.running():
             client = redis.Redis(port=node.port)
             try:
-                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                slots = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+                for start, end, master, *_ in slots:
                     if start <= slot <= end:
                         port = int(master[1])
                         return next(n for n in self.nodes if n.port == port)

@@ -27,7 +27,7 @@ class CountingConnection(Connection):
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         chunks = [command] if isinstance(command, bytes | str) else list(command)
-        first = bytes(chunks[0]) if chunks else b""
+        first = chunks[0] if chunks and isinstance(chunks[0], bytes) else str(chunks[:1]).encode()
         CountingConnection.sent.append([first[:60]])
         await super().send_packed_command(command, check_health)
 
