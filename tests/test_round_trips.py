@@ -27,7 +27,10 @@ class CountingConnection(Connection):
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         chunks = [command] if isinstance(command, bytes | str) else list(command)
-        first = chunks[0] if chunks and isinstance(chunks[0], bytes) else str(chunks[:1]).encode()
+        head = chunks[0] if chunks else b""
+        first = (
+            bytes(head) if isinstance(head, bytes | bytearray | memoryview) else str(head).encode()
+        )
         CountingConnection.sent.append([first[:60]])
         await super().send_packed_command(command, check_health)
 
