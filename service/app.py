@@ -125,11 +125,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         elapsed = time.perf_counter() - started
         route = route_template(request)
-        request.app[METRICS].observe(request.method, route, status, elapsed)
-        request.app[ACCESS_LOG].record(request.method, route, status, elapsed * 1000)
+        # Any token is a valid HTTP method: a label per stranger would grow without bound.
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        request.app[METRICS].observe(method, route, status, elapsed)
+        request.app[ACCESS_LOG].record(method, route, status, elapsed * 1000)
 
 
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CORS_HEADERS = "Authorization, Content-Type"
 
 
