@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+import orjson
 from aiohttp import web
 
 from .app import create_app, make_runner
@@ -17,7 +18,15 @@ from .auth import hash_token, new_token
 from .connections import open_redis
 from .embedded import EmbeddedRedis, EmbeddedRedisError
 from .logs import configure_logging, flush_logs
-from .settings import SCOPES, ConfigError, Settings, TokenConfig, load_settings, parse_scopes
+from .settings import (
+    NAMESPACE_PATTERN,
+    SCOPES,
+    ConfigError,
+    Settings,
+    TokenConfig,
+    load_settings,
+    parse_scopes,
+)
 from .store import InvariantChecker
 from .workers import Supervisor
 
@@ -94,14 +103,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_token_new(args: argparse.Namespace) -> int:
     scopes = sorted(parse_scopes("--scopes", args.scopes))
+    if not NAMESPACE_PATTERN.match(args.namespace):
+        raise ConfigError("--namespace", "use 1-64 lowercase letters, digits, '_' or '-'")
+    if not args.name.strip():
+        raise ConfigError("--name", "give the token a name, such as telegram-bot")
     token = new_token()
     print(f"token (shown once, store it now): {token}\n")
     print("Add this to your config file:\n")
+    # JSON strings and arrays are valid TOML, whatever the name holds.
     print("[[tokens]]")
-    print(f'name = "{args.name}"')
+    print(f"name = {orjson.dumps(args.name).decode()}")
     print(f'sha256 = "{hash_token(token)}"')
-    print(f"scopes = [{', '.join(repr(s).replace(chr(39), chr(34)) for s in scopes)}]")
-    print(f'namespace = "{args.namespace}"')
+    print(f"scopes = {orjson.dumps(scopes).decode()}")
+    print(f"namespace = {orjson.dumps(args.namespace).decode()}")
     return 0
 
 

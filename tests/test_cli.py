@@ -42,6 +42,15 @@ def test_token_new_prints_a_token_and_a_loadable_entry(tmp_path: Path) -> None:
     assert tomllib.loads(entry)["tokens"][0]["name"] == "bot"
 
 
+def test_token_entry_stays_valid_toml_whatever_the_name(tmp_path: Path) -> None:
+    result = run("token", "new", "--name", 'bot "quoted" \\ name', "--scopes", "delete")
+    entry = result.stdout[result.stdout.index("[[tokens]]") :]
+    (tmp_path / "c.toml").write_text(entry)
+    (loaded,) = load_settings(tmp_path / "c.toml", environ={}).tokens
+    assert loaded.name == 'bot "quoted" \\ name'
+    assert run("token", "new", "--name", "x", "--namespace", "Bad NS").returncode == 2
+
+
 def test_token_hash_reads_stdin() -> None:
     result = run("token", "hash", stdin="cs_secret\n")
     assert result.stdout.strip() == hashlib.sha256(b"cs_secret").hexdigest()
