@@ -114,10 +114,6 @@ async def api_on(tmp_path: Path, settings: Settings) -> AsyncIterator[Any]:
         await client.close()
 
 
-def headers_for(settings: Settings, token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def test_redis_stopped_during_steady_ingest(
     tmp_path: Path, api_on: Any, tokens: Any, settings: Settings
 ) -> None:
