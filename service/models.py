@@ -113,11 +113,17 @@ def check_session_id(value: Any, field: str = "id") -> str:
 
 
 def check_channel(value: Any, field: str = "channel") -> str:
-    if not isinstance(value, str) or not CHANNEL_PATTERN.match(value):
+    if not isinstance(value, str) or not _is_channel(value):
         raise InvalidInput(
             f"{field} must be 1 to 64 letters, digits, '_', '.' or '-', such as telegram or web."
         )
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_channel(value: str) -> bool:
+    # A bot sends the same few channel names again and again: match each once.
+    return CHANNEL_PATTERN.match(value) is not None
 
 
 def check_title(value: Any) -> str:
@@ -167,7 +173,8 @@ def _depth(value: Any) -> int:
 
 def auto_title(content: str) -> str | None:
     """A title from the first user message: its first words, cut at a word."""
-    words = content.split()
+    # 80 characters hold at most 40 words; the rest of a long message need not be split.
+    words = content.split(maxsplit=40)[:40]
     if not words:
         return None
     title = " ".join(words)

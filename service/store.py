@@ -764,6 +764,7 @@ class SessionStore:
             keys.prefix + "seen:",
             DEFAULT_TITLE_JSON,
         ]
+        times = [format_time(message.timestamp_ms) for _, message in items]
         calls: list[list[Any]] = []
         for start in range(0, len(items), BATCH_CHUNK):
             chunk = [
@@ -772,11 +773,13 @@ class SessionStore:
                     message.channel or "",
                     message.id,
                     str(message.timestamp_ms),
-                    format_time(message.timestamp_ms),
+                    times[position],
                     stored_message(message).decode(),
                     auto_title_json(message).decode(),
                 ]
-                for session_id, message in items[start : start + BATCH_CHUNK]
+                for position, (session_id, message) in enumerate(
+                    items[start : start + BATCH_CHUNK], start
+                )
             ]
             calls.append([*head, orjson.dumps(chunk)])
         replies = await self._call(lambda: self._pipelined(self._ingest_many, keys, calls))
@@ -787,7 +790,8 @@ class SessionStore:
             if int(status) < 0:
                 results.append(ChannelRequired(session_id))
             elif int(status) == 1:
-                results.append(BatchOutcome(True, message_out(message), int(count)))
+                stored_as = message_out(message, times[position])
+                results.append(BatchOutcome(True, stored_as, int(count)))
             else:
                 results.append(BatchOutcome(False, self._message(stored), int(count)))
         return results
@@ -963,15 +967,9 @@ def stored_message(message: MessageIn) -> bytes:
     )
 
 
-def message_out(message: MessageIn) -> Message:
+def message_out(message: MessageIn, timestamp: str) -> Message:
     """The stored form of a message just written, without reading it back."""
-    return Message(
-        message.id,
-        message.role,
-        message.content,
-        format_time(message.timestamp_ms),
-        message.metadata or {},
-    )
+    return Message(message.id, message.role, message.content, timestamp, message.metadata or {})
 
 
 def auto_title_json(message: MessageIn) -> bytes:
