@@ -435,12 +435,14 @@ BATCH_CHUNK = 100
 SEARCH_SESSIONS = 200
 SEARCH_MESSAGES = 2000
 SEARCH_MESSAGES_PER_SESSION = 200
+SEARCH_BYTES = 4 * 1024 * 1024
 
 # KEYS[1] index, KEYS[2] sessions hash
 # ARGV[1] folded query, ARGV[2] most hits, ARGV[3] most sessions to scan,
 # ARGV[4] most messages to scan, ARGV[5] most messages per session, ARGV[6] messages key prefix,
 # ARGV[7] '1' when the query reads the same inside a JSON string (no quote, backslash or
-# control character), so a stored message that does not hold it can be passed over undecoded
+# control character), so a stored message that does not hold it can be passed over undecoded,
+# ARGV[8] most bytes of stored messages to read (messages may be 64 KiB each)
 # Walks sessions from the most recent, each session's messages from the newest, and
 # stops at the first budget reached. Returns {scanned sessions, scanned messages,
 # then per hit: id, score, card, matching stored message or ''}.
@@ -454,15 +456,19 @@ end
 local query = ARGV[1]
 local want, max_sessions = tonumber(ARGV[2]), tonumber(ARGV[3])
 local budget, per_session = tonumber(ARGV[4]), tonumber(ARGV[5])
+local byte_budget = tonumber(ARGV[8])
+local SLICE = 20
 local hits = {0, 0}
-local scanned_sessions, scanned_messages, found = 0, 0, 0
+local scanned_sessions, scanned_messages, scanned_bytes, found = 0, 0, 0, 0
 local rank = 0
-while found < want and scanned_sessions < max_sessions and scanned_messages < budget do
+while found < want and scanned_sessions < max_sessions and scanned_messages < budget
+      and scanned_bytes < byte_budget do
   local ranked = redis.call('ZREVRANGE', KEYS[1], rank, rank + 49, 'WITHSCORES')
   if #ranked == 0 then break end
   rank = rank + 50
   for i = 1, #ranked, 2 do
-    if found >= want or scanned_sessions >= max_sessions or scanned_messages >= budget then
+    if found >= want or scanned_sessions >= max_sessions or scanned_messages >= budget
+       or scanned_bytes >= byte_budget then
       break
     end
     local id = ranked[i]
@@ -470,18 +476,28 @@ while found < want and scanned_sessions < max_sessions and scanned_messages < bu
     scanned_sessions = scanned_sessions + 1
     if card then
       local match = nil
-      local take = math.min(per_session, budget - scanned_messages)
-      local messages = redis.call('LRANGE', ARGV[6] .. id, -take, -1)
-      for j = #messages, 1, -1 do
-        scanned_messages = scanned_messages + 1
-        local stored = messages[j]
-        if ARGV[7] ~= '1' or string.find(fold(stored), query, 1, true) then
-          local content = cjson.decode(stored)[3]
-          if string.find(fold(content), query, 1, true) then
-            match = stored
-            break
+      local read_here = 0
+      -- Newest first, a slice at a time, so that large messages cannot overrun the budget.
+      while not match and read_here < per_session and scanned_messages < budget
+            and scanned_bytes < byte_budget do
+        local take = math.min(SLICE, per_session - read_here, budget - scanned_messages)
+        local messages = redis.call('LRANGE', ARGV[6] .. id, -(read_here + take),
+                                    -(read_here + 1))
+        if #messages == 0 then break end
+        read_here = read_here + #messages
+        for j = #messages, 1, -1 do
+          scanned_messages = scanned_messages + 1
+          local stored = messages[j]
+          scanned_bytes = scanned_bytes + #stored
+          if ARGV[7] ~= '1' or string.find(fold(stored), query, 1, true) then
+            local content = cjson.decode(stored)[3]
+            if string.find(fold(content), query, 1, true) then
+              match = stored
+              break
+            end
           end
         end
+        if #messages < take then break end
       end
       local title_hit = false
       if not match then
@@ -840,6 +856,7 @@ class SessionStore:
                     SEARCH_MESSAGES_PER_SESSION,
                     keys.prefix + "messages:",
                     "1" if _reads_same_in_json(query) else "0",
+                    SEARCH_BYTES,
                 ],
             )
         )

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from service.store import SEARCH_MESSAGES_PER_SESSION, SEARCH_SESSIONS, fold_case
+from service.store import SEARCH_BYTES, SEARCH_MESSAGES_PER_SESSION, SEARCH_SESSIONS, fold_case
 
 from conftest import Api, quote
 
@@ -154,3 +154,25 @@ async def test_export_errors(api: Api, path: str, status: int) -> None:
     await api.ingest("chat")
     got, body = await api.call("GET", path)
     assert got == status and body["detail"]
+
+
+async def test_search_reads_a_bounded_number_of_bytes(api: Api) -> None:
+    await api.ingest("target", content="needle", timestamp="2024-01-01T00:00:00Z")
+    big = "x" * 60_000
+    messages = [
+        {"session_id": f"big{n}", "channel": "web", "role": "assistant", "content": big}
+        for n in range(SEARCH_BYTES // 60_000 + 2)
+    ]
+    for start in range(0, len(messages), 15):
+        status, _ = await api.call(
+            "POST", "/api/messages", json={"messages": messages[start : start + 15]}
+        )
+        assert status == 200
+    # Fewer sessions than the session budget, fewer messages than the message budget,
+    # but more bytes than the byte budget lie before the match: it is not found.
+    assert len(messages) < SEARCH_SESSIONS
+    assert await search(api, "q=needle") == []
+    await api.call("DELETE", "/api/sessions/big0")
+    await api.call("DELETE", "/api/sessions/big1")
+    await api.call("DELETE", "/api/sessions/big2")
+    assert [h["id"] for h in await search(api, "q=needle")] == ["target"]
