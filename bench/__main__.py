@@ -55,13 +55,13 @@ def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str =
             channel = "telegram" if n % 2 else "web"
             score = now_ms - n * 1000
             stamp = format_time(score)
-            cards[session_id] = render_card(
+            cards[keys.card(session_id)] = render_card(
                 "a", f"Bench session number {n}", stamp, stamp, 3, channel
             )
             scores[session_id] = score
             by_channel[channel][session_id] = score
         pipe = client.pipeline(transaction=False)
-        pipe.hset(keys.sessions, mapping=cards)  # type: ignore[arg-type]
+        pipe.mset(cards)
         pipe.zadd(keys.index, scores)
         for channel, members in by_channel.items():
             if members:

@@ -222,9 +222,13 @@ def redis_context(
                 await asyncio.to_thread(embedded.start)
                 stack.push_async_callback(asyncio.to_thread, embedded.stop)
                 url = embedded.url
-            opened = open_redis(url, settings.redis_timeout)
+            opened = open_redis(url, settings.redis_timeout, socket_timeout=False)
             stack.push_async_callback(opened.aclose)
-            app[STORE] = SessionStore(opened, active_window_ms=settings.active_window_ms)
+            app[STORE] = SessionStore(
+                opened,
+                active_window_ms=settings.active_window_ms,
+                timeout=settings.redis_timeout,
+            )
             yield
 
     return context

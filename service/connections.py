@@ -16,8 +16,13 @@ def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0] in CLUSTER_SCHEMES
 
 
-def open_redis(url: str, timeout: float) -> RedisClient:
-    """A client whose every call gives up after ``timeout`` seconds, never hangs."""
+def open_redis(url: str, timeout: float, *, socket_timeout: bool = True) -> RedisClient:
+    """A client whose every call gives up after ``timeout`` seconds, never hangs.
+
+    With ``socket_timeout=False`` a single server's client only bounds connecting: the
+    caller bounds each round trip itself (the store does, with one deadline per round
+    trip, which costs less than redis-py's per-read and per-write timers).
+    """
     scheme, rest = url.split("://", 1)
     if scheme in CLUSTER_SCHEMES:
         return RedisCluster.from_url(
@@ -29,7 +34,7 @@ def open_redis(url: str, timeout: float) -> RedisClient:
         )
     return Redis.from_url(
         url,
-        socket_timeout=timeout,
+        socket_timeout=timeout if socket_timeout else None,
         socket_connect_timeout=timeout,
         # One retry on a fresh connection hides a pooled socket that died with a restart.
         retry=Retry(NoBackoff(), 1),

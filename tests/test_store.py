@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
 from service.models import MessageIn, format_time
 from service.store import (
     ChannelRequired,
+    Cursor,
     InvalidCursor,
     Keys,
     SessionNotFound,
@@ -15,6 +18,7 @@ from service.store import (
     decode_cursor,
     encode_cursor,
 )
+from service.store import parse_card_time as card_time
 
 from conftest import CHANNEL_IDS
 
@@ -230,10 +234,12 @@ async def test_next_cursor_only_when_more(store: SessionStore) -> None:
         await store.add_message("default", f"s{i}", message("m", ts=NOW - i), now=NOW)
     assert (await store.list_sessions("default", limit=4, now=NOW)).next_cursor is None
     page = await store.list_sessions("default", limit=3, now=NOW)
-    assert decode_cursor(page.next_cursor or "") == (NOW - 2, "s2")
+    assert decode_cursor(page.next_cursor or "") == Cursor(NOW - 2, "s2", 3)
 
 
-@pytest.mark.parametrize("cursor", ["", "!!!", "bm90IGpzb24", encode_cursor(1, "x")[:-3] + "@@@"])
+@pytest.mark.parametrize(
+    "cursor", ["", "!!!", "bm90IGpzb24", encode_cursor(Cursor(1, "x", 1))[:-3] + "@@@"]
+)
 async def test_bad_cursor_is_refused(store: SessionStore, cursor: str) -> None:
     with pytest.raises(InvalidCursor):
         await store.list_sessions("default", limit=3, now=NOW, cursor=cursor)
@@ -253,7 +259,7 @@ async def test_namespaces_are_isolated(store: SessionStore) -> None:
 async def test_all_keys_of_a_namespace_share_its_hash_tag() -> None:
     keys = Keys("tenant-7")
     names = [
-        keys.sessions,
+        keys.card("x"),
         keys.index,
         keys.channel("web"),
         keys.messages("x{y}"),
@@ -261,3 +267,48 @@ async def test_all_keys_of_a_namespace_share_its_hash_tag() -> None:
         keys.meta("x"),
     ]
     assert all(name.startswith("cs:{tenant-7}:") for name in names)
+
+
+async def pages(store: SessionStore, limit: int, **filters: Any) -> list[list[dict[str, Any]]]:
+    """Every page, by cursor from the first."""
+    found, cursor = [], None
+    while True:
+        page = await store.list_sessions("default", limit=limit, now=NOW, cursor=cursor, **filters)
+        found.append(orjson.loads(b"[" + page.items_json + b"]"))
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+@pytest.mark.parametrize("filters", [{}, {"active": True}, {"channel": "web", "active": True}])
+async def test_sort_pages_agree_with_the_page_script(
+    store: SessionStore, filters: dict[str, Any]
+) -> None:
+    window = 900_000
+    for n in range(23):
+        # Ties (n % 4), both sides of the active window, two channels.
+        ts = NOW - (n % 4) - (window if n % 3 == 0 else 0)
+        channel = "web" if n % 2 else "telegram"
+        await store.add_message(
+            "default", f"s{n:02d}", message("m", ts=ts, channel=channel), now=NOW
+        )
+    by_cursor = await pages(store, 4, **filters)
+    # Offsets read the same pages through the same SORT, cursors without a rank (as made
+    # before ranks were kept) through the page script alone.
+    for number, expected in enumerate(by_cursor):
+        page = await store.list_sessions("default", limit=4, now=NOW, offset=4 * number, **filters)
+        assert orjson.loads(b"[" + page.items_json + b"]") == expected
+        if number:
+            last = by_cursor[number - 1][-1]
+            legacy = encode_cursor(Cursor(card_time(last["updated_at"]), last["id"]))
+            page = await store.list_sessions("default", limit=4, now=NOW, cursor=legacy, **filters)
+            assert orjson.loads(b"[" + page.items_json + b"]") == expected
+    items = [item for page in by_cursor for item in page]
+    assert len({i["id"] for i in items}) == len(items)
+    assert all(i["active"] for i in items) or "active" not in filters
+    assert [i["updated_at"] for i in items] == sorted(
+        (i["updated_at"] for i in items), reverse=True
+    )
+    inactive = [i for page in await pages(store, 4, active=False) for i in page]
+    everything = [i for page in await pages(store, 50) for i in page]
+    assert {i["id"] for i in inactive} == {i["id"] for i in everything if not i["active"]}
