@@ -187,6 +187,7 @@ async def store_messages(url: str, sessions: int, per_session: int, first: int =
             results = await store.add_messages(NAMESPACE, items[start : start + BATCH_SIZE], now=0)
             stored += sum(1 for r in results if not isinstance(r, Exception) and r.created)
     finally:
+        await store.aclose()
         await client.aclose()
     elapsed = time.perf_counter() - started
     return stored / elapsed if first == 0 else stored

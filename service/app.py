@@ -214,6 +214,7 @@ def redis_context(
         if client is not None:
             app[STORE] = SessionStore(client, active_window_ms=settings.active_window_ms)
             yield
+            await app[STORE].aclose()
             return
         async with AsyncExitStack() as stack:
             url = settings.redis_url
@@ -229,6 +230,7 @@ def redis_context(
                 active_window_ms=settings.active_window_ms,
                 timeout=settings.redis_timeout,
             )
+            stack.push_async_callback(app[STORE].aclose)
             yield
 
     return context

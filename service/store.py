@@ -51,6 +51,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from .models import DEFAULT_TITLE, MessageIn, auto_title, format_time
+from .redis_link import RedisLink, pack
 
 RedisClient = Redis | RedisCluster
 T = TypeVar("T")
@@ -644,6 +645,7 @@ class SessionStore:
         self._timeout = timeout
         self._cluster = isinstance(redis, RedisCluster)
         self._pool = None if isinstance(redis, RedisCluster) else redis.connection_pool
+        self._link = None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis)
         self._initialized = not self._cluster
         self._init_lock = asyncio.Lock()
         self._ingest = redis.register_script(INGEST)
@@ -678,6 +680,11 @@ class SessionStore:
                 if not self._initialized:
                     await self._initialize_cluster()
                 return await operation()
+        except TimeoutError as error:
+            # Redis stopped answering: the shared connection is dropped, not waited on.
+            if self._link is not None:
+                self._link.reset()
+            raise StoreUnavailable("Redis did not answer in time") from error
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
         except redis_errors.ClusterError as error:
@@ -697,7 +704,7 @@ class SessionStore:
         try:
             return (await self._exchange([command]))[0]
         except redis_errors.NoScriptError:
-            await self._redis.script_load(script.script)
+            await self._exchange([("SCRIPT", "LOAD", script.script)])
             return (await self._exchange([command]))[0]
 
     async def _exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
@@ -709,6 +716,8 @@ class SessionStore:
         the whole round trip (:meth:`_call`). A pooled connection that died with a
         Redis restart is retried once on a fresh one, as redis-py's retry would.
         """
+        if self._link is not None:
+            return await self._link_exchange(commands)
         pool = self._pool
         if pool is None:
             assert len(commands) == 1, "the cluster path sends one command at a time"
@@ -729,6 +738,24 @@ class SessionStore:
             finally:
                 await pool.release(connection)
         raise AssertionError("unreachable")
+
+    async def _link_exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        assert self._link is not None
+        packed = pack(commands)
+        try:
+            replies = await self._link.exchange(packed, len(commands))
+        except redis_errors.ConnectionError:
+            # Once more on a fresh connection: the last one may have died with a restart.
+            replies = await self._link.exchange(packed, len(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def aclose(self) -> None:
+        """Close the store's own connection; the client passed in stays the caller's."""
+        if self._link is not None:
+            await self._link.aclose()
 
     async def ping(self) -> None:
         await self._call(self._redis.ping)
@@ -841,7 +868,7 @@ class SessionStore:
                     if isinstance(reply, Exception):
                         raise reply
                 return replies
-            await self._redis.script_load(script.script)
+            await self._exchange([("SCRIPT", "LOAD", script.script)])
         raise AssertionError("unreachable")
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
@@ -1165,21 +1192,6 @@ def card_item(card: bytes) -> dict[str, Any]:
 def card_score(card: bytes) -> int:
     """The card's updated_at in epoch ms: exactly the session's score in the index."""
     return parse_card_time(card[card.index(b"\x02") + 1 : card.index(b"\x03")].decode())
-
-
-def pack(commands: Sequence[tuple[Any, ...]]) -> bytes:
-    """Commands in the Redis protocol; arguments are bytes, str or int.
-
-    redis-py's packer handles every argument type and large-value chunking; a page's
-    five commands took it a third of the page's client time.
-    """
-    out: list[bytes] = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def _json_ids(ids: Sequence[bytes]) -> list[bytes]:

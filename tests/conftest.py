@@ -60,8 +60,10 @@ async def redis_client(
 
 
 @pytest.fixture
-def store(redis_client: RedisClient) -> SessionStore:
-    return SessionStore(redis_client, active_window_ms=ACTIVE_WINDOW_MS)
+async def store(redis_client: RedisClient) -> AsyncIterator[SessionStore]:
+    opened = SessionStore(redis_client, active_window_ms=ACTIVE_WINDOW_MS)
+    yield opened
+    await opened.aclose()
 
 
 class Tokens:

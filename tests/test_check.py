@@ -59,7 +59,9 @@ async def test_check_command_exit_codes(
 
     client = Redis.from_url(redis_server.url)
     await client.flushall()
-    await seed(SessionStore(client, active_window_ms=900_000))
+    seeding = SessionStore(client, active_window_ms=900_000)
+    await seed(seeding)
+    await seeding.aclose()
     try:
         assert await _run_check(redis_server.url) == 0
         out = capsys.readouterr().out

@@ -78,8 +78,8 @@ async def post_until_acked(
 async def verify(redis_url: str, ledger: Ledger) -> int:
     """Every acknowledged message is stored once; counts and indexes agree."""
     client = Redis.from_url(redis_url)
+    store = SessionStore(client, active_window_ms=900_000)
     try:
-        store = SessionStore(client, active_window_ms=900_000)
         checked = 0
         for session_id, acked in ledger.acked.items():
             page = await store.history("default", session_id, limit=500)
@@ -94,6 +94,7 @@ async def verify(redis_url: str, ledger: Ledger) -> int:
         assert report.ok, report.problems
         return checked
     finally:
+        await store.aclose()
         await client.aclose()
 
 

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, ConnectionPool
 
 from service.app import create_app
+from service.redis_link import RedisLink
 from service.settings import Settings
 
 from conftest import Api, Tokens
@@ -102,3 +103,40 @@ async def test_each_request_is_one_round_trip(counted: Api) -> None:
     assert await round_trips(counted, "POST", "/api/messages", json={"messages": batch}) == 1
     # Sessions moved since the cursor was made: the page script takes over in the same trip.
     assert await round_trips(counted, "GET", f"/api/sessions?limit=20&cursor={cursor}") == 1
+
+
+async def test_the_shared_link_takes_one_exchange_per_request(
+    redis_server: RedisProcess, settings: Settings, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving path (a plain client gets the pipelined link): one exchange per request."""
+    exchanges: list[int] = []
+    real_exchange = RedisLink.exchange
+
+    async def counting(self: RedisLink, packed: bytes, expected: int) -> list[Any]:
+        exchanges.append(expected)
+        return await real_exchange(self, packed, expected)
+
+    monkeypatch.setattr(RedisLink, "exchange", counting)
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    app = create_app(replace(settings, redis_url="redis://unused"), redis_client=client)
+    message = {"role": "user", "content": "hi", "channel": "web"}
+    async with TestClient(TestServer(app)) as test_client:
+        api = Api(test_client, tokens)
+        for n in range(60):
+            await api.call("POST", f"/api/sessions/s{n}/messages", json=message)
+        await api.call("GET", "/api/sessions?active=false")  # loads the page script
+        cursor = (await api.call("GET", "/api/sessions?limit=10"))[1]["next_cursor"]
+        for path in [
+            "/api/sessions?limit=50",
+            f"/api/sessions?limit=20&cursor={cursor}",
+            "/api/sessions?limit=20&channel=web&offset=30",
+            "/api/sessions/s1",
+        ]:
+            exchanges.clear()
+            status, _ = await api.call("GET", path)
+            assert (status, len(exchanges)) == (200, 1), path
+        exchanges.clear()
+        status, _ = await api.call("POST", "/api/sessions/s1/messages", json=message)
+        assert (status, len(exchanges)) == (201, 1)
+    await client.aclose()

@@ -1,0 +1,139 @@
+"""The shared pipelined connection, against real redis-server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from service.redis_link import RedisLink, pack
+from service.store import SessionStore, StoreUnavailable
+
+from redis_process import RedisProcess
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture
+async def link(redis_server: RedisProcess) -> AsyncIterator[RedisLink]:
+    client = Redis.from_url(redis_server.url)
+    opened = RedisLink.for_client(client)
+    assert opened is not None
+    yield opened
+    await opened.aclose()
+    await client.aclose()
+
+
+async def test_concurrent_callers_each_get_their_own_replies(link: RedisLink) -> None:
+    async def echo(n: int) -> None:
+        await asyncio.sleep(random.random() / 100)
+        # Sizes from a few bytes to past one socket read, so replies split across reads.
+        values = [f"{n}:".encode() + b"x" * random.choice([1, 100, 70_000]) for _ in range(3)]
+        replies = await link.exchange(pack([("ECHO", v) for v in values]), 3)
+        assert replies == values
+
+    await asyncio.gather(*(echo(n) for n in range(300)))
+
+
+async def test_error_replies_come_back_as_values(link: RedisLink) -> None:
+    replies = await link.exchange(
+        pack([("EVALSHA", "0" * 40, 0), ("MULTI",), ("INCR", "x"), ("LPUSH", "x", 1), ("EXEC",)]),
+        5,
+    )
+    assert isinstance(replies[0], redis_errors.NoScriptError)
+    assert replies[1:4] == [b"OK", b"QUEUED", b"QUEUED"]
+    counted, wrong_type = replies[4]
+    assert counted == 1
+    assert isinstance(wrong_type, redis_errors.ResponseError)
+    assert str(wrong_type).startswith("WRONGTYPE")
+
+
+async def test_password_and_database_are_used(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path).start()
+    admin = Redis(port=server.port)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    try:
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+        client = Redis.from_url(url)
+        store = SessionStore(client, active_window_ms=1000, timeout=2.0)
+        await store.create_session("default", "a", channel="web", title=None, metadata=None, now=1)
+        # The session went to database 3, through the link, authenticated.
+        assert await client.exists("cs:{default}:card:a") == 1
+        other = Redis(port=server.port, password="s3cret", db=0)
+        assert await other.exists("cs:{default}:card:a") == 0
+        await other.aclose()
+        await store.aclose()
+        wrong = SessionStore(
+            Redis.from_url(f"redis://:nope@127.0.0.1:{server.port}/0"),
+            active_window_ms=1000,
+            timeout=2.0,
+        )
+        with pytest.raises(StoreUnavailable):
+            await wrong.get_session("default", "a", now=1)
+        await wrong.aclose()
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_unix_socket(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisProcess(tmp_path, extra_args=("--unixsocket", str(socket_path))).start()
+    try:
+        client = Redis.from_url(f"unix://{socket_path}")
+        store = SessionStore(client, active_window_ms=1000, timeout=2.0)
+        await store.create_session("default", "a", channel="web", title=None, metadata=None, now=1)
+        assert (await store.get_session("default", "a", now=1)).channel == "web"
+        await store.aclose()
+        await client.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_restart_costs_no_request(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path, appendonly=True, appendfsync="always").start()
+    client = Redis.from_url(server.url)
+    store = SessionStore(client, active_window_ms=1000, timeout=2.0)
+    try:
+        await store.create_session("default", "a", channel="web", title=None, metadata=None, now=1)
+        server.stop()
+        server.start()
+        # The link's connection died with the server: the next call reconnects once.
+        assert (await store.get_session("default", "a", now=1)).id == "a"
+    finally:
+        await store.aclose()
+        await client.aclose()
+        server.stop()
+
+
+async def test_a_frozen_redis_gives_503_then_recovers(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path).start()
+    assert server.process is not None
+    client = Redis.from_url(server.url)
+    store = SessionStore(client, active_window_ms=1000, timeout=0.5)
+    try:
+        await store.create_session("default", "a", channel="web", title=None, metadata=None, now=1)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(
+                *(store.get_session("default", "a", now=1) for _ in range(20)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, StoreUnavailable) for r in results), results
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        # The stuck connection was dropped; a fresh one answers.
+        assert (await store.get_session("default", "a", now=1)).id == "a"
+        page = await store.list_sessions("default", limit=5, now=1)
+        assert page.total == 1
+    finally:
+        await store.aclose()
+        await client.aclose()
+        server.stop()
