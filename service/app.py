@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 from importlib import resources
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from .appkeys import (
     ACCESS_LOG,
@@ -41,6 +42,7 @@ from .store import (
     SessionNotFound,
     SessionStore,
     StoreUnavailable,
+    migrate_legacy_cards,
 )
 
 log = logging.getLogger("chatsessions")
@@ -201,6 +203,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+async def migrate_first_release(client: RedisClient, settings: Settings) -> None:
+    """Cards of the first release move to this layout before the first request."""
+    namespaces = {settings.default_namespace, *(t.namespace for t in settings.tokens)}
+    for namespace in sorted(namespaces):
+        try:
+            moved = await asyncio.wait_for(
+                migrate_legacy_cards(client, namespace), settings.redis_timeout * 100
+            )
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("could not move first-release sessions of %s yet: %s", namespace, error)
+            continue
+        if moved:
+            log.info("moved %d first-release sessions of namespace %s", moved, namespace)
+
+
 def redis_context(
     client: RedisClient | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -231,6 +248,7 @@ def redis_context(
                 timeout=settings.redis_timeout,
             )
             stack.push_async_callback(app[STORE].aclose)
+            await migrate_first_release(opened, settings)
             yield
 
     return context

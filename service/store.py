@@ -42,7 +42,7 @@ import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from redis import exceptions as redis_errors
@@ -57,15 +57,14 @@ RedisClient = Redis | RedisCluster
 T = TypeVar("T")
 
 DEFAULT_TITLE_JSON = orjson.dumps(DEFAULT_TITLE)
-TITLE_DEFAULT = "d"
-TITLE_AUTO = "a"
-TITLE_USER = "u"
+# A card's first byte says where its title came from. Control bytes, so that one
+# bytes.translate can drop them from a whole page (see _page_of).
+TITLE_DEFAULT = "\x06"
+TITLE_AUTO = "\x07"
+TITLE_USER = "\x0e"
 TITLE_SOURCES = {TITLE_DEFAULT: "default", TITLE_AUTO: "auto", TITLE_USER: "user"}
-# What opens and closes a card into a list item, and what its markers stand for.
-ITEM_OPEN = b',{"id":'
-ITEM_TITLE = b',"title":'
-ACTIVE_TRUE = b'","active":true}'
-ACTIVE_FALSE = b'","active":false}'
+TITLE_SOURCE_BYTES = "".join(TITLE_SOURCES).encode()
+# What a card's markers stand for in a list item.
 CARD_MARKERS = (
     (b"\x01", b',"created_at":"'),
     (b"\x02", b'","updated_at":"'),
@@ -182,10 +181,10 @@ class MessagePage:
 # Card helpers shared by every script that reads or rewrites a card.
 _LUA_CARD = """
 local function card_parse(card)
-  local b = string.find(card, '\1', 2, true)
-  local c = string.find(card, '\2', b, true)
-  local d = string.find(card, '\3', c, true)
-  local e = string.find(card, '\4', d, true)
+  local b = string.find(card, '\\1', 2, true)
+  local c = string.find(card, '\\2', b, true)
+  local d = string.find(card, '\\3', c, true)
+  local e = string.find(card, '\\4', d, true)
   return {
     source = string.sub(card, 1, 1),
     title = string.sub(card, 2, b - 1),
@@ -196,8 +195,8 @@ local function card_parse(card)
   }
 end
 local function card_render(s)
-  return s.source .. s.title .. '\1' .. s.created .. '\2' .. s.updated .. '\3'
-    .. string.format('%d', s.count) .. '\4' .. s.channel
+  return s.source .. s.title .. '\\1' .. s.created .. '\\2' .. s.updated .. '\\3'
+    .. string.format('%d', s.count) .. '\\4' .. s.channel
 end
 """
 
@@ -223,7 +222,7 @@ local function ingest(card_key, index, messages, seen, id, channel, channel_pref
     score = tonumber(redis.call('ZSCORE', index, id))
   else
     if channel == '' then return -1 end
-    s = {source = 'd', title = default_title, created = ts_text, updated = ts_text,
+    s = {source = '\\6', title = default_title, created = ts_text, updated = ts_text,
          count = 0, channel = channel}
   end
   if score == nil or ts > score then
@@ -233,9 +232,9 @@ local function ingest(card_key, index, messages, seen, id, channel, channel_pref
     redis.call('ZADD', channel_prefix .. s.channel, ts_ms, id)
   end
   s.count = s.count + 1
-  if s.source == 'd' and auto_title ~= '' then
+  if s.source == '\\6' and auto_title ~= '' then
     s.title = auto_title
-    s.source = 'a'
+    s.source = '\\7'
   end
   local length = redis.call('RPUSH', messages, stored)
   redis.call('HSET', seen, message_id, length - 1)
@@ -380,7 +379,7 @@ local card = redis.call('GET', KEYS[1])
 if not card then return {} end
 local s = card_parse(card)
 s.title = ARGV[2]
-s.source = 'u'
+s.source = '\\14'
 card = card_render(s)
 redis.call('SET', KEYS[1], card)
 return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
@@ -704,20 +703,33 @@ class SessionStore:
         try:
             return (await self._exchange([command]))[0]
         except redis_errors.NoScriptError:
-            await self._exchange([("SCRIPT", "LOAD", script.script)])
+            await self._load(script)
             return (await self._exchange([command]))[0]
+
+    async def _load(self, script: AsyncScript) -> None:
+        if self._cluster:
+            # On every master: the cluster client routes a bare SCRIPT LOAD to one node.
+            await self._redis.script_load(script.script)
+        else:
+            await self._exchange([("SCRIPT", "LOAD", script.script)])
 
     async def _exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write and read their replies: one round trip.
 
-        This is the request path's way to Redis. redis-py's ``execute_command`` adds a
-        retry wrapper, telemetry hooks and, with a socket timeout, a task per write
-        (``asyncio.wait_for``); here the deadline is one ``asyncio.timeout`` around
-        the whole round trip (:meth:`_call`). A pooled connection that died with a
-        Redis restart is retried once on a fresh one, as redis-py's retry would.
+        This is the request path's way to Redis: through the worker's shared link
+        (:mod:`service.redis_link`) when the client is a plain TCP or Unix socket one,
+        else through a pooled redis-py connection without its per-command layers
+        (retry wrapper, telemetry hooks, a task per write under a socket timeout).
+        The deadline is one ``asyncio.timeout`` around the whole round trip
+        (:meth:`_call`). A connection that died with a Redis restart is retried once
+        on a fresh one, as redis-py's retry would. The cluster client sends one command.
         """
         if self._link is not None:
-            return await self._link_exchange(commands)
+            replies = await self._all_replies(commands)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
         pool = self._pool
         if pool is None:
             assert len(commands) == 1, "the cluster path sends one command at a time"
@@ -738,19 +750,6 @@ class SessionStore:
             finally:
                 await pool.release(connection)
         raise AssertionError("unreachable")
-
-    async def _link_exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        assert self._link is not None
-        packed = pack(commands)
-        try:
-            replies = await self._link.exchange(packed, len(commands))
-        except redis_errors.ConnectionError:
-            # Once more on a fresh connection: the last one may have died with a restart.
-            replies = await self._link.exchange(packed, len(commands))
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
 
     async def aclose(self) -> None:
         """Close the store's own connection; the client passed in stays the caller's."""
@@ -868,7 +867,7 @@ class SessionStore:
                     if isinstance(reply, Exception):
                         raise reply
                 return replies
-            await self._exchange([("SCRIPT", "LOAD", script.script)])
+            await self._load(script)
         raise AssertionError("unreachable")
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
@@ -982,13 +981,8 @@ class SessionStore:
         replies: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for position in pending:
-                    # execute_command, not evalsha(): redis-py's cluster pipeline blocks
-                    # the method (keys could span slots) but routes the command by its
-                    # keys, and a namespace's keys share one slot.
-                    pipe.execute_command("EVALSHA", script.sha, 1, keys.index, *calls[position])
-                answers = await pipe.execute(raise_on_error=False)
+            commands = [("EVALSHA", script.sha, 1, keys.index, *calls[p]) for p in pending]
+            answers = await self._all_replies(commands)
             missing = []
             for position, answer in zip(pending, answers, strict=True):
                 if isinstance(answer, redis_errors.NoScriptError) and attempt == 0:
@@ -1000,9 +994,27 @@ class SessionStore:
             if not missing:
                 break
             # A restarted or new server has no scripts yet: load it and send those again.
-            await self._redis.script_load(script.script)
+            await self._load(script)
             pending = missing
         return replies
+
+    async def _all_replies(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """One round trip of independent commands; a failed command's error is its reply."""
+        if self._link is not None:
+            packed = pack(commands)
+            try:
+                return await self._link.exchange(packed, len(commands))
+            except redis_errors.ConnectionError:
+                # Once more on a fresh connection: the last one may have died with a restart.
+                return await self._link.exchange(packed, len(commands))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                # execute_command, not evalsha(): redis-py's cluster pipeline blocks the
+                # method (keys could span slots) but routes the command by its keys, and
+                # a namespace's keys share one slot.
+                pipe.execute_command(*command)
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
+        return answers
 
     async def search(self, namespace: str, query: str, *, limit: int, now: int) -> list[SearchHit]:
         keys = Keys(namespace)
@@ -1194,13 +1206,23 @@ def card_score(card: bytes) -> int:
     return parse_card_time(card[card.index(b"\x02") + 1 : card.index(b"\x03")].decode())
 
 
-def _json_ids(ids: Sequence[bytes]) -> list[bytes]:
-    """Ids as JSON strings. Stored ids are valid UTF-8 without control characters, so
-    only a quote or a backslash needs orjson."""
+# A page's items, by whether the item is active and whether its id needs orjson (a quote
+# or backslash in it; stored ids are valid UTF-8 without control characters otherwise).
+_ITEM_FORMATS = {
+    (True, False): b'{"id":"%b","title":%b","active":true},',
+    (False, False): b'{"id":"%b","title":%b","active":false},',
+    (True, True): b'{"id":%b,"title":%b","active":true},',
+    (False, True): b'{"id":%b,"title":%b","active":false},',
+}
+
+
+def _items(ids: Sequence[bytes], cards: Sequence[bytes], active: bool) -> bytes:
+    """Items with ``bytes %`` mapped over the pairs: no Python code runs per item."""
     joined = b"".join(ids)
-    if b'"' in joined or b"\\" in joined:
-        return [orjson.dumps(_text(i)) for i in ids]
-    return [b'"%b"' % i for i in ids]
+    escaped = b'"' in joined or b"\\" in joined
+    if escaped:
+        ids = [orjson.dumps(_text(i)) for i in ids]
+    return b"".join(map(_ITEM_FORMATS[active, escaped].__mod__, zip(ids, cards, strict=True)))
 
 
 def _page_of(
@@ -1208,14 +1230,18 @@ def _page_of(
     *, more: bool,
 ) -> SessionPage:  # fmt: skip
     """The page from ranks ``first`` on; the first ``n_active - first`` items are active."""
-    active_until = n_active - first
-    # One flat list and one join: no intermediate bytes per item.
-    pieces: list[bytes] = []
-    for position, (session_id, card) in enumerate(zip(_json_ids(ids), cards, strict=True)):
-        if card is not None:
-            close = ACTIVE_TRUE if position < active_until else ACTIVE_FALSE
-            pieces += (ITEM_OPEN, session_id, ITEM_TITLE, card[1:], close)
-    page = b"".join(pieces)[1:]
+    split = min(max(n_active - first, 0), len(ids))
+    parts = [(ids[:split], cards[:split], True), (ids[split:], cards[split:], False)]
+    page = b""
+    for part_ids, part_cards, active in parts:
+        if None in part_cards:
+            # A card missing under an index entry (drift that `chatsessions check`
+            # reports) is left out of the page.
+            present = [(i, c) for i, c in zip(part_ids, part_cards, strict=True) if c is not None]
+            part_ids, part_cards = [i for i, _ in present], [c for _, c in present]
+        page += _items(part_ids, cast(Sequence[bytes], part_cards), active)
+    # Drop the title-source bytes and the trailing comma, and name the card's fields.
+    page = page[:-1].translate(None, TITLE_SOURCE_BYTES)
     for marker, name in CARD_MARKERS:
         page = page.replace(marker, name)
     next_cursor = None
@@ -1248,6 +1274,50 @@ def decode_position(cursor: str) -> int:
     if tag != "m" or not isinstance(position, int) or isinstance(position, bool) or position < 0:
         raise InvalidCursor(cursor)
     return position
+
+
+# The first release kept every card of a namespace in one hash, as JSON without braces
+# after a title-source letter: u"title":"…","created_at":"…",…,"channel":"web".
+LEGACY_SOURCES = {"d": TITLE_DEFAULT, "a": TITLE_AUTO, "u": TITLE_USER}
+
+
+async def migrate_legacy_cards(redis: RedisClient, namespace: str, batch: int = 500) -> int:
+    """Move a namespace's cards from the first release's hash to card keys; returns how
+    many moved. Safe to run again, and from several workers at once: a card key that
+    exists already is kept (SET NX), and each moved field leaves the hash."""
+    keys = Keys(namespace)
+    legacy = keys.prefix + "sessions"
+    moved = 0
+    pending: dict[bytes, bytes] = {}
+
+    async def flush() -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for session_id, card in pending.items():
+                item = orjson.loads(b"{" + card[1:] + b"}")
+                converted = render_card(
+                    LEGACY_SOURCES[chr(card[0])],
+                    item["title"],
+                    item["created_at"],
+                    item["updated_at"],
+                    item["message_count"],
+                    item["channel"],
+                )
+                pipe.set(keys.card(_text(session_id)), converted, nx=True)
+            pipe.hdel(legacy, *pending)
+            await pipe.execute()
+
+    # HSCAN returns every field present from start to end at least once, however many
+    # are deleted on the way.
+    async for session_id, card in redis.hscan_iter(legacy, count=batch):
+        pending[session_id] = card
+        if len(pending) >= batch:
+            await flush()
+            moved += len(pending)
+            pending.clear()
+    if pending:
+        await flush()
+        moved += len(pending)
+    return moved
 
 
 @dataclass(slots=True)
