@@ -203,13 +203,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+# The server's client has no socket timeout (the store bounds its own round trips), so
+# the move at start gets one budget per namespace: a hundred round-trip timeouts. A move
+# cut short is logged and goes on at the next start.
+MIGRATION_ROUND_TRIPS = 100
+
+
 async def migrate_first_release(client: RedisClient, settings: Settings) -> None:
     """Cards of the first release move to this layout before the first request."""
     namespaces = {settings.default_namespace, *(t.namespace for t in settings.tokens)}
     for namespace in sorted(namespaces):
         try:
             moved = await asyncio.wait_for(
-                migrate_legacy_cards(client, namespace), settings.redis_timeout * 100
+                migrate_legacy_cards(client, namespace),
+                settings.redis_timeout * MIGRATION_ROUND_TRIPS,
             )
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("could not move first-release sessions of %s yet: %s", namespace, error)

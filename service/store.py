@@ -10,11 +10,11 @@ script runs on one Redis Cluster slot and namespaces spread over the shards):
 ``cs:{ns}:seen:<id>``           hash, message id -> its position in the list
 ``cs:{ns}:meta:<id>``           string, the session's metadata as JSON (only when set)
 
-A session card is one string: a title-source letter (``d`` default, ``a`` auto,
-``u`` set by a user), the title as JSON, then created_at, updated_at,
+A session card is one string: a title-source byte (``\\x06`` default, ``\\x07``
+auto, ``\\x0e`` set by a user), the title as JSON, then created_at, updated_at,
 message_count and channel, each after its own marker byte (``\\x01`` to ``\\x04``)::
 
-    u"Python primes"\\x012024-01-15T10:30:00.000Z\\x022024-01-15T11:45:00.000Z\\x0312\\x04web
+    \\x0e"Python primes"\\x012024-01-15T10:30:00.000Z\\x022024-01-15T11:45:00.000Z\\x0312\\x04web
 
 A page of the list needs no script: ``MULTI``, ``ZCARD`` and ``ZCOUNT`` for the
 total and the active window, and one ``SORT_RO <index> BY nosort DESC LIMIT``
@@ -700,11 +700,15 @@ class SessionStore:
         show up in a profile of a list request.
         """
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return (await self._loading(script, lambda: self._exchange([command])))[0]
+
+    async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
+        """``send()``, and once more after loading ``script`` if Redis did not have it."""
         try:
-            return (await self._exchange([command]))[0]
+            return await send()
         except redis_errors.NoScriptError:
             await self._load(script)
-            return (await self._exchange([command]))[0]
+            return await send()
 
     async def _load(self, script: AsyncScript) -> None:
         if self._cluster:
@@ -726,9 +730,7 @@ class SessionStore:
         """
         if self._link is not None:
             replies = await self._all_replies(commands)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
+            _raise_first_error(replies)
             return replies
         pool = self._pool
         if pool is None:
@@ -858,17 +860,14 @@ class SessionStore:
 
     async def _transaction(self, commands: Sequence[tuple[Any, ...]], script: AsyncScript) -> Any:
         """MULTI/EXEC of ``commands``, loading ``script`` if an EVALSHA among them lacks it."""
-        for attempt in range(2):
+
+        async def send() -> list[Any]:
             # MULTI answers OK and each command QUEUED; EXEC answers with every reply.
-            replies = (await self._exchange([("MULTI",), *commands, ("EXEC",)]))[-1]
-            missing = any(isinstance(r, redis_errors.NoScriptError) for r in replies)
-            if not missing or attempt:
-                for reply in replies:
-                    if isinstance(reply, Exception):
-                        raise reply
-                return replies
-            await self._load(script)
-        raise AssertionError("unreachable")
+            replies: list[Any] = (await self._exchange([("MULTI",), *commands, ("EXEC",)]))[-1]
+            _raise_first_error(replies)
+            return replies
+
+        return await self._loading(script, send)
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
         keys = Keys(namespace)
@@ -1249,6 +1248,13 @@ def _page_of(
     if more and last is not None:
         next_cursor = encode_cursor(Cursor(card_score(last), _text(ids[-1]), first + len(ids)))
     return SessionPage(total=total, items_json=page, next_cursor=next_cursor)
+
+
+def _raise_first_error(replies: Sequence[Any]) -> None:
+    """Replies read with errors as values (a pipeline, EXEC) raise as a single call would."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def _script_page(reply: Sequence[Any]) -> SessionPage:
