@@ -644,7 +644,9 @@ class SessionStore:
         self._timeout = timeout
         self._cluster = isinstance(redis, RedisCluster)
         self._pool = None if isinstance(redis, RedisCluster) else redis.connection_pool
-        self._link = None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis)
+        self._link = (
+            None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis, timeout)
+        )
         self._initialized = not self._cluster
         self._init_lock = asyncio.Lock()
         self._ingest = redis.register_script(INGEST)
@@ -673,16 +675,19 @@ class SessionStore:
                 self._initialized = True
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis round trip, turning outages into :class:`StoreUnavailable`."""
+        """Run one Redis round trip, turning outages into :class:`StoreUnavailable`.
+
+        The shared link keeps its own deadline (one watchdog per connection); other
+        clients get one ``asyncio.timeout`` per round trip.
+        """
         try:
+            if self._link is not None or self._timeout is None:
+                return await operation()
             async with asyncio.timeout(self._timeout):
                 if not self._initialized:
                     await self._initialize_cluster()
                 return await operation()
         except TimeoutError as error:
-            # Redis stopped answering: the shared connection is dropped, not waited on.
-            if self._link is not None:
-                self._link.reset()
             raise StoreUnavailable("Redis did not answer in time") from error
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
             raise StoreUnavailable(str(error)) from error
@@ -724,9 +729,10 @@ class SessionStore:
         (:mod:`service.redis_link`) when the client is a plain TCP or Unix socket one,
         else through a pooled redis-py connection without its per-command layers
         (retry wrapper, telemetry hooks, a task per write under a socket timeout).
-        The deadline is one ``asyncio.timeout`` around the whole round trip
-        (:meth:`_call`). A connection that died with a Redis restart is retried once
-        on a fresh one, as redis-py's retry would. The cluster client sends one command.
+        The deadline is the link's watchdog, or one ``asyncio.timeout`` around the
+        whole round trip (:meth:`_call`). A connection that died with a Redis restart
+        is retried once on a fresh one, as redis-py's retry would. The cluster client
+        sends one command.
         """
         if self._link is not None:
             replies = await self._all_replies(commands)
@@ -759,7 +765,7 @@ class SessionStore:
             await self._link.aclose()
 
     async def ping(self) -> None:
-        await self._call(self._redis.ping)
+        await self._call(lambda: self._exchange([("PING",)]))
 
     def _session(
         self, session_id: str, card: bytes, score: bytes | None, meta: bytes | None, now: int

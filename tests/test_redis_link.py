@@ -127,6 +127,8 @@ async def test_a_frozen_redis_gives_503_then_recovers(tmp_path: Path) -> None:
                 return_exceptions=True,
             )
             assert all(isinstance(r, StoreUnavailable) for r in results), results
+            # The watchdog's verdict, not a retry on a fresh connection.
+            assert all("did not answer in time" in str(r) for r in results), results
         finally:
             server.process.send_signal(signal.SIGCONT)
         # The stuck connection was dropped; a fresh one answers.
@@ -135,5 +137,47 @@ async def test_a_frozen_redis_gives_503_then_recovers(tmp_path: Path) -> None:
         assert page.total == 1
     finally:
         await store.aclose()
+        await client.aclose()
+        server.stop()
+
+
+async def test_the_deadline_spares_a_busy_healthy_connection(redis_server: RedisProcess) -> None:
+    """Round trips keep going for several deadlines: the watchdog only looks at the oldest
+    waiter, so a connection that always has some waiter is not dropped."""
+    client = Redis.from_url(redis_server.url)
+    link = RedisLink.for_client(client, deadline=0.2)
+    assert link is not None
+    try:
+        first = await link.exchange(pack([("CLIENT", "ID")]), 1)
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + 1.0
+        while loop.time() < ends:
+            replies = await asyncio.gather(
+                *(link.exchange(pack([("INCR", "n")]), 1) for _ in range(20))
+            )
+            assert len(replies) == 20
+        assert await link.exchange(pack([("CLIENT", "ID")]), 1) == first
+    finally:
+        await link.aclose()
+        await client.aclose()
+
+
+async def test_the_deadline_drops_a_silent_connection(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path).start()
+    assert server.process is not None
+    client = Redis.from_url(server.url)
+    link = RedisLink.for_client(client, deadline=0.3)
+    assert link is not None
+    try:
+        first = await link.exchange(pack([("CLIENT", "ID")]), 1)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(redis_errors.TimeoutError):
+                await link.exchange(pack([("PING",)]), 1)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert await link.exchange(pack([("CLIENT", "ID")]), 1) != first
+    finally:
+        await link.aclose()
         await client.aclose()
         server.stop()
