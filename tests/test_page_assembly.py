@@ -1,0 +1,82 @@
+"""A list page assembled from SORT's [id, card, …] reply is exactly the JSON orjson would
+write for the same items: ids with quotes or backslashes, any title, any split between
+active and inactive items, cards gone missing under their index entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from service.models import format_time
+from service.store import (
+    TITLE_AUTO,
+    TITLE_DEFAULT,
+    TITLE_USER,
+    _page_of,
+    card_item,
+    card_score,
+    decode_cursor,
+    render_card,
+)
+
+# Session ids as check_session_id admits them: no control characters, no surrogates.
+session_ids = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=20
+).filter(lambda value: value not in (".", ".."))
+titles = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+channels = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
+times = st.integers(min_value=0, max_value=4_102_444_800_000)
+
+
+@st.composite
+def sort_replies(draw: st.DrawFn) -> tuple[list[Any], list[dict[str, Any] | None]]:
+    """A SORT reply and, per index entry, the item it stands for (None: card missing)."""
+    ids = draw(st.lists(session_ids, max_size=12, unique=True))
+    flat: list[Any] = []
+    expected: list[dict[str, Any] | None] = []
+    for session_id in ids:
+        flat.append(session_id.encode())
+        if draw(st.integers(0, 9)) == 0:
+            flat.append(None)
+            expected.append(None)
+            continue
+        source = draw(st.sampled_from([TITLE_DEFAULT, TITLE_AUTO, TITLE_USER]))
+        created, updated = sorted((draw(times), draw(times)))
+        card = render_card(
+            source,
+            draw(titles),
+            format_time(created),
+            format_time(updated),
+            draw(st.integers(0, 10**6)),
+            draw(channels),
+        )
+        flat.append(card)
+        expected.append({"id": session_id, **card_item(card)})
+    return flat, expected
+
+
+@given(sort_replies(), st.integers(0, 20), st.integers(0, 15), st.booleans())
+def test_pages_are_the_json_of_their_items(
+    reply: tuple[list[Any], list[dict[str, Any] | None]], first: int, n_active: int, more: bool
+) -> None:
+    flat, expected = reply
+    page = _page_of(1000, first, n_active, flat, more=more)
+    split = n_active - first
+    items = [
+        {**item, "active": position < split}
+        for position, item in enumerate(expected)
+        if item is not None
+    ]
+    assert b"[" + page.items_json + b"]" == orjson.dumps(items)
+    assert page.total == 1000
+    if more and flat and flat[-1] is not None:
+        assert page.next_cursor is not None
+        cursor = decode_cursor(page.next_cursor)
+        assert cursor.member == flat[-2].decode()
+        assert cursor.score == card_score(flat[-1])
+        assert cursor.rank == first + len(expected)
+    elif not more:
+        assert page.next_cursor is None
