@@ -26,7 +26,7 @@ from service.store import (
 session_ids = st.text(
     st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=20
 ).filter(lambda value: value not in (".", ".."))
-titles = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+titles = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
 channels = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 times = st.integers(min_value=0, max_value=4_102_444_800_000)
 
