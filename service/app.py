@@ -23,7 +23,7 @@ from .appkeys import (
     STORE,
     TOKENS,
 )
-from .auth import TokenRegistry, parse_bearer
+from .auth import Principal, TokenRegistry, parse_bearer
 from .connections import open_redis
 from .embedded import EmbeddedRedis
 from .errors import ApiError, error_response
@@ -66,44 +66,37 @@ def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
     return error_response(error.status, detail, headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_answer(request: web.Request, error: Exception) -> web.Response:
     """Every failure leaves as ``{"detail": …}`` JSON with the status SPEC §3 gives it."""
-    try:
-        return await handler(request)
-    except ApiError as error:
-        return error_response(error.status, error.detail, error.headers)
-    except InvalidInput as error:
-        return error_response(422, error.detail)
-    except SessionNotFound:
-        return error_response(404, "Session not found")
-    except SessionExists:
-        return error_response(409, "A session with this id already exists.")
-    except InvalidCursor:
-        return error_response(
-            400, "The cursor is not valid; pass next_cursor from a previous page unchanged."
-        )
-    except ChannelRequired:
-        return error_response(
-            422, "channel is required to create a session with its first message."
-        )
-    except StoreUnavailable as error:
-        log.warning("redis unavailable: %s", error)
-        request.app[METRICS].redis_errors.inc()
-        return error_response(
-            503,
-            "Redis is not answering; retry shortly.",
-            {"Retry-After": str(request.app[SETTINGS].retry_after)},
-        )
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        return _http_error(request, error)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "Internal server error; it has been logged.")
+    match error:
+        case ApiError():
+            return error_response(error.status, error.detail, error.headers)
+        case InvalidInput():
+            return error_response(422, error.detail)
+        case SessionNotFound():
+            return error_response(404, "Session not found")
+        case SessionExists():
+            return error_response(409, "A session with this id already exists.")
+        case InvalidCursor():
+            return error_response(
+                400, "The cursor is not valid; pass next_cursor from a previous page unchanged."
+            )
+        case ChannelRequired():
+            return error_response(
+                422, "channel is required to create a session with its first message."
+            )
+        case StoreUnavailable():
+            log.warning("redis unavailable: %s", error)
+            request.app[METRICS].redis_errors.inc()
+            return error_response(
+                503,
+                "Redis is not answering; retry shortly.",
+                {"Retry-After": str(request.app[SETTINGS].retry_after)},
+            )
+        case web.HTTPException() if error.status >= 400:
+            return _http_error(request, error)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
+    return error_response(500, "Internal server error; it has been logged.")
 
 
 def route_template(request: web.Request) -> str:
@@ -112,13 +105,92 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CORS_HEADERS = "Authorization, Content-Type"
+
+
+def preflight_answer(origin: str, allowed: bool) -> web.Response:
+    """A browser's preflight needs no token: the origin is allowed or refused."""
+    if not allowed:
+        return error_response(403, f"Origin {origin} is not allowed; see cors_origins.")
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": CORS_METHODS,
+            "Access-Control-Allow-Headers": CORS_HEADERS,
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        },
+    )
+
+
+def authorize(request: web.Request) -> Principal:
+    """The caller of an /api request, who holds the scope its route needs."""
+    token = parse_bearer(request.headers.get("Authorization"))
+    if token is None:
+        raise ApiError(
+            401,
+            "Missing bearer token: send the header Authorization: Bearer <token>.",
+            {"WWW-Authenticate": BEARER_CHALLENGE},
+        )
+    app = request.app
+    principal = app[TOKENS].resolve(token)
+    if principal is None:
+        raise ApiError(
+            401,
+            "The bearer token is not valid.",
+            {"WWW-Authenticate": BEARER_CHALLENGE + ', error="invalid_token"'},
+        )
+    scope = app[ROUTE_SCOPES].get(request.match_info.route)
+    if scope is not None and scope not in principal.scopes:
+        raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
+    limiter = app.get(RATE_LIMITER)
+    if limiter is not None:
+        wait = limiter.retry_after(principal.name)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "Too many requests for this token; slow down and retry after the pause "
+                "that Retry-After gives.",
+                {"Retry-After": retry_after_header(wait)},
+            )
+    return principal
+
+
 @web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts, times and logs every request once, after the error middleware shaped it."""
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What every request passes through, in one layer (a layer of middleware costs a
+    coroutine and a wrapper per request): CORS, the token and its scope on /api,
+    errors as JSON, and the request counted, timed and logged once, as answered."""
     started = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        origins = request.app[SETTINGS].cors_origins
+        origin = request.headers.get("Origin") if origins else None
+        allowed = origin is not None and (origin in origins or "*" in origins)
+        if (
+            origin is not None
+            and request.method == "OPTIONS"
+            and "Access-Control-Request-Method" in request.headers
+        ):
+            response: web.StreamResponse = preflight_answer(origin, allowed)
+        else:
+            try:
+                path = request.path
+                if path == "/api" or path.startswith("/api/"):
+                    request[PRINCIPAL] = authorize(request)
+                response = await handler(request)
+            except Exception as error:
+                if isinstance(error, web.HTTPException) and error.status < 400:
+                    raise
+                response = error_answer(request, error)
+            if allowed:
+                assert origin is not None
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+                response.headers.add("Vary", "Origin")
         status = response.status
         return response
     except web.HTTPException as error:
@@ -131,76 +203,6 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
         request.app[METRICS].observe(method, route, status, elapsed)
         request.app[ACCESS_LOG].record(method, route, status, elapsed * 1000)
-
-
-CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CORS_HEADERS = "Authorization, Content-Type"
-
-
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Browsers from the configured origins may call the API; preflights need no token."""
-    origins = request.app[SETTINGS].cors_origins
-    origin = request.headers.get("Origin")
-    if not origins or origin is None:
-        return await handler(request)
-    allowed = origin in origins or "*" in origins
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        if not allowed:
-            return error_response(403, f"Origin {origin} is not allowed; see cors_origins.")
-        return web.Response(
-            status=204,
-            headers={
-                "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": CORS_METHODS,
-                "Access-Control-Allow-Headers": CORS_HEADERS,
-                "Access-Control-Max-Age": "600",
-                "Vary": "Origin",
-            },
-        )
-    response = await handler(request)
-    if allowed:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        response.headers.add("Vary", "Origin")
-    return response
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /api request names a token; the route says which scope it needs."""
-    if request.path != "/api" and not request.path.startswith("/api/"):
-        return await handler(request)
-    token = parse_bearer(request.headers.get("Authorization"))
-    if token is None:
-        raise ApiError(
-            401,
-            "Missing bearer token: send the header Authorization: Bearer <token>.",
-            {"WWW-Authenticate": BEARER_CHALLENGE},
-        )
-    principal = request.app[TOKENS].resolve(token)
-    if principal is None:
-        raise ApiError(
-            401,
-            "The bearer token is not valid.",
-            {"WWW-Authenticate": BEARER_CHALLENGE + ', error="invalid_token"'},
-        )
-    scope = request.app[ROUTE_SCOPES].get(request.match_info.route)
-    if scope is not None and scope not in principal.scopes:
-        raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
-    limiter = request.app.get(RATE_LIMITER)
-    if limiter is not None:
-        wait = limiter.retry_after(principal.name)
-        if wait > 0:
-            raise ApiError(
-                429,
-                "Too many requests for this token; slow down and retry after the pause "
-                "that Retry-After gives.",
-                {"Retry-After": retry_after_header(wait)},
-            )
-    request[PRINCIPAL] = principal
-    return await handler(request)
 
 
 # The server's client has no socket timeout (the store bounds its own round trips), so
@@ -295,7 +297,7 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
         raise ValueError("at least one token must be configured; serve generates one")
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[observe_middleware, cors_middleware, error_middleware, auth_middleware],
+        middlewares=[edge_middleware],
     )
     app[SETTINGS] = settings
     app[TOKENS] = TokenRegistry(settings.tokens)

@@ -46,6 +46,9 @@ def reply_error(message: str) -> redis_errors.ResponseError:
     return redis_errors.ResponseError(message)
 
 
+FEED_BYTES = 8192
+
+
 @dataclass(slots=True)
 class _Waiter:
     future: asyncio.Future[list[Any]]
@@ -79,15 +82,20 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
-            waiter = self.waiters[0]
-            waiter.replies.append(reply)
-            if len(waiter.replies) == waiter.expected:
-                self.waiters.popleft()
-                # A caller that gave up (deadline, shutdown) left its future cancelled.
-                if not waiter.future.done():
-                    waiter.future.set_result(waiter.replies)
+        # Fed a slice at a time: hiredis moves its unread bytes to the front of its buffer
+        # after each reply past the first kilobyte, so one large read of many pages fed
+        # whole was copied over and over (a tenth of a list request's instructions).
+        reader = self.reader
+        for start in range(0, len(data), FEED_BYTES):
+            reader.feed(data, start, min(FEED_BYTES, len(data) - start))
+            while (reply := reader.gets()) is not False:
+                waiter = self.waiters[0]
+                waiter.replies.append(reply)
+                if len(waiter.replies) == waiter.expected:
+                    self.waiters.popleft()
+                    # A caller that gave up (deadline, shutdown) left its future cancelled.
+                    if not waiter.future.done():
+                        waiter.future.set_result(waiter.replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
