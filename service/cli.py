@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -66,11 +67,27 @@ async def run_server(settings: Settings) -> None:
         # Workers share the port; a lone process must not share it with a stranger.
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
         await site.start()
+        tune_garbage_collector()
         log.info("serving on http://%s:%d", settings.host, settings.port)
         flush_logs()
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+# Requests allocate containers by the thousand (a batch's items, replies, answers) that
+# die with the request. At CPython's default of 700, the young generation was collected
+# several times per batch, promoting those containers and traversing them again in the
+# older generations: 5 % of a batch's instructions. Everything made at start (modules,
+# the app) is frozen out of collection.
+YOUNG_GENERATION_THRESHOLD = 20_000
+
+
+def tune_garbage_collector() -> None:
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
 
 
 def run_event_loop(settings: Settings) -> None:

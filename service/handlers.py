@@ -226,12 +226,13 @@ async def delete_session(request: web.Request) -> web.Response:
 
 def count_ingested(request: web.Request, outcomes: list[tuple[bool, int]]) -> None:
     """Metrics for stored messages: (created, message count after it) per message."""
+    stored = [message_count for created, message_count in outcomes if created]
     metrics = request.app[METRICS]
-    for created, message_count in outcomes:
-        if created:
-            metrics.messages_ingested.inc()
-            if message_count == 1:
-                metrics.sessions_created.inc()
+    if stored:
+        metrics.messages_ingested.inc(len(stored))
+    sessions = stored.count(1)
+    if sessions:
+        metrics.sessions_created.inc(sessions)
 
 
 def ingest_response(result: IngestResult) -> web.Response:

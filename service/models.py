@@ -40,7 +40,7 @@ class InvalidInput(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageIn:
     id: str
     role: str
@@ -54,6 +54,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@functools.lru_cache(maxsize=8192)
 def format_time(ms: int) -> str:
     """RFC 3339 in UTC with a ``Z``; milliseconds only when there are any."""
     seconds, millis = divmod(ms, 1000)
@@ -201,7 +202,10 @@ def parse_message(
     content = body.get("content")
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.")
-    size = len(_check_encodable(content, "content").encode("utf-8"))
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("content is not valid Unicode text.") from None
     if size > max_content_bytes:
         raise InvalidInput(f"content is {size} bytes; the limit is {max_content_bytes}.")
     message_id = body.get("id")

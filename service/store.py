@@ -123,7 +123,9 @@ class Session:
         }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a batch
+# makes two of these per message (the same holds for MessageIn and BatchOutcome).
+@dataclass(slots=True)
 class Message:
     id: str
     role: str
@@ -149,7 +151,7 @@ class SessionPage:
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestResult:
     created: bool
     message: Message
@@ -163,7 +165,7 @@ class SearchHit:
     message: Message | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchOutcome:
     """One stored (or recognised) item of a batch: less than a full IngestResult."""
 
@@ -1023,7 +1025,7 @@ class SessionStore:
                 stored_message(message).decode(),
                 auto_title_json(message).decode(),
             ]
-            for position, (session_id, message) in ((p, items[p]) for p in order)
+            for session_id, message, position in ((*items[p], p) for p in order)
         ]
         calls = [
             [*head, orjson.dumps(rows[start : start + BATCH_CHUNK]), keys.card_prefix]

@@ -21,7 +21,7 @@ messages = st.builds(
         MessageIn(
             id=f"m{message_id}",
             role=role,
-            content=" ".join(words) or "hello",
+            content=" ".join(words) or " ",
             timestamp_ms=NOW + step * 1000,
             metadata=None,
             channel=channel,
@@ -61,8 +61,9 @@ async def redis_state(store: SessionStore, namespace: str) -> dict[str, Any]:
     client = store._redis
     state: dict[str, Any] = {}
     async for raw in client.scan_iter(match=f"cs:{{{namespace}}}:*"):
-        key = raw.decode()
-        kind = (await client.type(key)).decode()
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        kind = await client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "string":
             value: Any = await client.get(key)
         elif kind == "list":
