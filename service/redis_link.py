@@ -23,8 +23,11 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
+# A command to pack, or one packed already (by pack([command])).
+Command = tuple[Any, ...] | bytes
 
-def pack(commands: Sequence[tuple[Any, ...]]) -> bytes:
+
+def pack(commands: Sequence[Command]) -> bytes:
     """Commands in the Redis protocol; arguments are bytes, str or int.
 
     redis-py's packer handles every argument type and large-value chunking; a page's
@@ -32,6 +35,9 @@ def pack(commands: Sequence[tuple[Any, ...]]) -> bytes:
     """
     out: list[bytes] = []
     for command in commands:
+        if isinstance(command, bytes):
+            out.append(command)
+            continue
         out.append(b"*%d\r\n" % len(command))
         for arg in command:
             data = arg if isinstance(arg, bytes) else str(arg).encode()

@@ -51,7 +51,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from .models import DEFAULT_TITLE, MessageIn, auto_title, format_time
-from .redis_link import RedisLink, pack
+from .redis_link import Command, RedisLink, pack
 
 RedisClient = Redis | RedisCluster
 T = TypeVar("T")
@@ -517,6 +517,11 @@ def _lua_fold_table() -> str:
 # Messages per INGEST_MANY call: long enough to save commands, short enough that one
 # call holds Redis for a few milliseconds at most.
 BATCH_CHUNK = 100
+# Packed commands kept for reuse (see SessionStore._packed): a page each for the
+# namespaces, channels, offsets and limits in use; forgotten all at once when full.
+PACKED_COMMANDS_KEPT = 4096
+MULTI = pack([("MULTI",)])
+EXEC = pack([("EXEC",)])
 SEARCH_SESSIONS = 200
 SEARCH_MESSAGES = 2000
 SEARCH_MESSAGES_PER_SESSION = 200
@@ -712,6 +717,7 @@ class SessionStore:
             None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis, timeout)
         )
         self._initialized = not self._cluster
+        self._packed_commands: dict[tuple[Any, ...], bytes] = {}
         self._init_lock = asyncio.Lock()
         self._ingest = redis.register_script(INGEST)
         self._ingest_many = redis.register_script(INGEST_MANY)
@@ -786,7 +792,7 @@ class SessionStore:
         else:
             await self._exchange([("SCRIPT", "LOAD", script.script)])
 
-    async def _exchange(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _exchange(self, commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` in one write and read their replies: one round trip.
 
         This is the request path's way to Redis: through the worker's shared link
@@ -908,12 +914,14 @@ class SessionStore:
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        commands: list[tuple[Any, ...]] = [
-            ("ZCARD", zset),
+        commands: list[Command] = [
+            self._packed(("ZCARD", zset)),
             ("ZCOUNT", zset, cutoff, "+inf"),
-            (
-                "SORT_RO", zset, "BY", "nosort", "LIMIT", start, limit, "DESC",
-                "GET", "#", "GET", keys.card_pattern,
+            self._packed(
+                (
+                    "SORT_RO", zset, "BY", "nosort", "LIMIT", start, limit, "DESC",
+                    "GET", "#", "GET", keys.card_pattern,
+                )
             ),
         ]  # fmt: skip
         if after is not None:
@@ -927,12 +935,22 @@ class SessionStore:
         size = max(min(end - start, limit), 0)
         return _page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
 
-    async def _transaction(self, commands: Sequence[tuple[Any, ...]], script: AsyncScript) -> Any:
+    def _packed(self, command: tuple[Any, ...]) -> bytes:
+        """``command`` packed once: a page's SORT and ZCARD come back with every request
+        for the same page, and packing them was a twentieth of a list request."""
+        packed = self._packed_commands.get(command)
+        if packed is None:
+            if len(self._packed_commands) >= PACKED_COMMANDS_KEPT:
+                self._packed_commands.clear()
+            packed = self._packed_commands[command] = pack([command])
+        return packed
+
+    async def _transaction(self, commands: Sequence[Command], script: AsyncScript) -> Any:
         """MULTI/EXEC of ``commands``, loading ``script`` if an EVALSHA among them lacks it."""
 
         async def send() -> list[Any]:
             # MULTI answers OK and each command QUEUED; EXEC answers with every reply.
-            replies: list[Any] = (await self._exchange([("MULTI",), *commands, ("EXEC",)]))[-1]
+            replies: list[Any] = (await self._exchange([MULTI, *commands, EXEC]))[-1]
             _raise_first_error(replies)
             return replies
 
@@ -1069,7 +1087,7 @@ class SessionStore:
             pending = missing
         return replies
 
-    async def _all_replies(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def _all_replies(self, commands: Sequence[Command]) -> list[Any]:
         """One round trip of independent commands; a failed command's error is its reply."""
         if self._link is not None:
             packed = pack(commands)
