@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -652,6 +653,12 @@ class Keys:
         return f"{self.prefix}meta:{session_id}"
 
 
+@functools.lru_cache(maxsize=1024)
+def keys_of(namespace: str) -> Keys:
+    """The namespace's Keys, made once: a request would otherwise build its names anew."""
+    return Keys(namespace)
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where the next page starts: after ``member`` at ``score``, expected at rank ``rank``."""
@@ -865,7 +872,7 @@ class SessionStore:
         channel: str | None = None,
         active: bool | None = None,
     ) -> SessionPage:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         zset = keys.index if channel is None else keys.channel(channel)
         cutoff = now - self._active_window_ms
         after = decode_cursor(cursor) if cursor is not None else None
@@ -957,7 +964,7 @@ class SessionStore:
         return await self._loading(script, send)
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         found = await self._call(
             lambda: self._script(
                 self._read, [keys.card(session_id), keys.index, keys.meta(session_id)], [session_id]
@@ -1000,7 +1007,7 @@ class SessionStore:
     async def add_message(
         self, namespace: str, session_id: str, message: MessageIn, *, now: int
     ) -> IngestResult:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         reply = await self._call(
             lambda: self._script(
                 self._ingest,
@@ -1024,7 +1031,7 @@ class SessionStore:
         """
         if not items:
             return []
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         head: list[Any] = [
             keys.channel_prefix,
             keys.prefix + "messages:",
@@ -1106,7 +1113,7 @@ class SessionStore:
         return answers
 
     async def search(self, namespace: str, query: str, *, limit: int, now: int) -> list[SearchHit]:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         reply = await self._call(
             lambda: self._script(
                 self._search,
@@ -1139,7 +1146,7 @@ class SessionStore:
         self, namespace: str, session_id: str, *, first: int, count: int
     ) -> tuple[int, list[Message]]:
         """Messages ``first`` to ``first + count - 1`` in arrival order, and the total."""
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         reply = await self._call(
             lambda: self._script(
                 self._messages_range,
@@ -1162,7 +1169,7 @@ class SessionStore:
         metadata: dict[str, Any] | None,
         now: int,
     ) -> Session:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         stamp = format_time(now)
         card = render_card(
             TITLE_USER if title else TITLE_DEFAULT,
@@ -1187,7 +1194,7 @@ class SessionStore:
     async def rename_session(
         self, namespace: str, session_id: str, title: str, *, now: int
     ) -> Session:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         found = await self._call(
             lambda: self._script(
                 self._rename,
@@ -1201,7 +1208,7 @@ class SessionStore:
         return self._session(session_id, card, score, meta or None, now)
 
     async def delete_session(self, namespace: str, session_id: str) -> None:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         deleted = await self._call(
             lambda: self._script(
                 self._delete,
@@ -1221,7 +1228,7 @@ class SessionStore:
     async def history(
         self, namespace: str, session_id: str, *, limit: int, before: str | None = None
     ) -> MessagePage:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         before_position = "" if before is None else str(decode_position(before))
         reply = await self._call(
             lambda: self._script(
@@ -1406,7 +1413,7 @@ async def migrate_legacy_cards(redis: RedisClient, namespace: str, batch: int = 
     """Move a namespace's cards from the first release's hash to card keys; returns how
     many moved. Safe to run again, and from several workers at once: a card key that
     exists already is kept (SET NX), and each moved field leaves the hash."""
-    keys = Keys(namespace)
+    keys = keys_of(namespace)
     legacy = keys.prefix + "sessions"
     moved = 0
     pending: dict[bytes, bytes] = {}
@@ -1478,7 +1485,7 @@ class InvariantChecker:
         return sorted(found)
 
     async def check(self, namespace: str) -> CheckReport:
-        keys = Keys(namespace)
+        keys = keys_of(namespace)
         report = CheckReport(namespace)
         index = {_text(m): int(s) async for m, s in self._zscan(keys.index)}
         card_ids = [
