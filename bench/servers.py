@@ -101,19 +101,23 @@ class ServiceServer(Managed):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ServiceServer:
+    def environment(self) -> dict[str, str]:
+        """The settings ``serve`` gets: this Redis and port, the bench's token."""
         entry = {
             "name": "bench",
             "sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
             "scopes": ["read", "write", "delete"],
         }
-        env = {
+        return {
             **{k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")},
             "CHATSESSIONS_REDIS_URL": self.redis_url,
             "CHATSESSIONS_PORT": str(self.port),
             "CHATSESSIONS_WORKERS": str(self.workers),
             "CHATSESSIONS_TOKENS": orjson.dumps([entry]).decode(),
         }
+
+    def start(self) -> ServiceServer:
+        env = self.environment()
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "serve.log", "ab") as log:
             self.process = subprocess.Popen(

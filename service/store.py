@@ -290,9 +290,13 @@ local function ingest_run(messages, first, last)
     s = card_parse(card)
     score = tonumber(redis.call('ZSCORE', index, id))
   end
-  local message_ids = {}
-  for k = first, last do message_ids[#message_ids + 1] = messages[k][3] end
-  local positions = redis.call('HMGET', seen, unpack(message_ids))
+  -- Seen ids matter once the session exists: a lone message of a new session needs none.
+  local positions = {}
+  if card or last > first then
+    local message_ids = {}
+    for k = first, last do message_ids[#message_ids + 1] = messages[k][3] end
+    positions = redis.call('HMGET', seen, unpack(message_ids))
+  end
   local pushed, seen_pairs, pending = {}, {}, {}
   for k = first, last do
     local m = messages[k]
