@@ -57,12 +57,10 @@ def ensure_valgrind() -> str:
     return found
 
 
-def dumped_instructions(path: Path) -> int:
-    """The instruction total of a callgrind dump (its ``totals:`` or ``summary:`` line)."""
-    match = re.search(r"^(?:totals|summary):\s*(\d+)", path.read_text(errors="replace"), re.M)
-    if match is None:
-        raise RuntimeError(f"no totals in {path}")
-    return int(match.group(1))
+def dumped_instructions(path: Path) -> int | None:
+    """The instruction total of a callgrind dump, or None while it is still being written."""
+    match = re.search(r"^totals:\s*(\d+)", path.read_text(errors="replace"), re.M)
+    return int(match.group(1)) if match else None
 
 
 class Counted(Managed):
@@ -108,12 +106,16 @@ def counted_run(server: Counted, drive: Callable[[], float]) -> tuple[int, float
     units = float(drive())
     server.control("-i", "off")
     server.control("-d")
-    dumps = sorted(server.workdir.glob(server.dump.name + ".*"))
-    deadline = time.monotonic() + 30
-    while not dumps and time.monotonic() < deadline:
-        time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    while True:
         dumps = sorted(server.workdir.glob(server.dump.name + ".*"))
-    instructions = sum(dumped_instructions(path) for path in dumps)
+        totals = [dumped_instructions(path) for path in dumps]
+        if dumps and None not in totals:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("callgrind wrote no complete dump")
+        time.sleep(0.2)
+    instructions = sum(t for t in totals if t is not None)
     for path in dumps:
         path.unlink()
     return instructions, units
