@@ -42,6 +42,8 @@ MATCH_LENGTH = 200
 EXPORT_PAGE = 500
 EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
+# How a batch item's status is counted in the batch's answer.
+BATCH_COUNTS = {201: "created", 200: "duplicates"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -306,8 +308,7 @@ async def add_messages(request: web.Request) -> web.Response:
     counts = {"created": 0, "duplicates": 0, "failed": 0}
     for result in results:
         assert result is not None
-        key = {201: "created", 200: "duplicates"}.get(result["status"], "failed")
-        counts[key] += 1
+        counts[BATCH_COUNTS.get(result["status"], "failed")] += 1
     return json_response({"results": results, **counts})
 
 

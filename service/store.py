@@ -997,14 +997,22 @@ class SessionStore:
     def _ingest_keys(self, keys: Keys, session_id: str) -> list[str]:
         return [keys.card(session_id), keys.index, keys.messages(session_id), keys.seen(session_id)]
 
-    def _ingest_result(self, reply: Sequence[Any], session_id: str, now: int) -> IngestResult:
+    def _ingest_result(
+        self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
+    ) -> IngestResult:
         status = int(reply[0])
         if status < 0:
             raise ChannelRequired(session_id)
         _, card, score, stored = reply
+        created = status == 1
         return IngestResult(
-            created=status == 1,
-            message=self._message(stored),
+            created=created,
+            # Stored just now, it is the message sent; a repeat answers with the first one.
+            message=(
+                message_out(message, format_time(message.timestamp_ms))
+                if created
+                else self._message(stored)
+            ),
             session=self._session(session_id, card, score, None, now),
         )
 
@@ -1019,7 +1027,7 @@ class SessionStore:
                 self._ingest_args(keys, session_id, message),
             )
         )
-        return self._ingest_result(reply, session_id, now)
+        return self._ingest_result(reply, session_id, message, now)
 
     async def add_messages(
         self, namespace: str, items: Sequence[tuple[str, MessageIn]], *, now: int
