@@ -109,7 +109,7 @@ def check_session_id(value: Any, field: str = "id") -> str:
         # Clients and proxies resolve these as path segments: such a session could
         # be written but never reached again.
         raise InvalidInput(f"{field} cannot be '.' or '..'.")
-    _check_encodable(value, field)
+    _utf8(value, field)
     return value
 
 
@@ -135,7 +135,7 @@ def check_title(value: Any) -> str:
         raise InvalidInput("title must not be empty.")
     if len(title) > MAX_TITLE_LENGTH:
         raise InvalidInput(f"title must be at most {MAX_TITLE_LENGTH} characters.")
-    _check_encodable(title, "title")
+    _utf8(title, "title")
     return title
 
 
@@ -202,10 +202,7 @@ def parse_message(
     content = body.get("content")
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.")
-    try:
-        size = len(content.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput("content is not valid Unicode text.") from None
+    size = len(_utf8(content, "content"))
     if size > max_content_bytes:
         raise InvalidInput(f"content is {size} bytes; the limit is {max_content_bytes}.")
     message_id = body.get("id")
@@ -223,10 +220,12 @@ def parse_message(
     )
 
 
-def _check_encodable(text: str, field: str) -> str:
-    # orjson already refuses lone surrogates in JSON; this guards values from other paths.
+def _utf8(text: str, field: str) -> bytes:
+    """``text`` in UTF-8, refused when it cannot be (a lone surrogate).
+
+    orjson already refuses lone surrogates in JSON; this guards values from other paths.
+    """
     try:
-        text.encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(f"{field} is not valid Unicode text.") from None
-    return text

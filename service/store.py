@@ -204,86 +204,22 @@ end
 """
 
 # The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
-# Returns status (1 stored, 0 message id seen before: nothing changes, -1 unknown session
-# and no channel), the session (a parsed card), its score, and the stored message.
+# ingest_run applies messages[first..last], all of one session, in order: the same
+# outcome as one call per message, but the run reads the card, its score and its seen
+# message ids once, and writes the card, the index entries, the messages and the seen
+# ids once (each redis.call costs a few microseconds; per message, they were most of a
+# batch's time). A message is {session id, channel ('' if not sent), message id, time
+# ms (a string), time RFC 3339, stored message, auto title as JSON ('' if none)}.
+# Appends per message to replies: status (1 stored, 0 message id seen before: nothing
+# changes, -1 unknown session and no channel), the message count after it, and the
+# stored message when it was seen before (else ''). Returns the session (a parsed card,
+# nil if none) and its score.
 _LUA_INGEST = (
     _LUA_CARD
     + """
-local function ingest(card_key, index, messages, seen, id, channel, channel_prefix,
-                      message_id, ts_ms, ts_text, stored, auto_title, default_title)
-  local card = redis.call('GET', card_key)
-  local ts = tonumber(ts_ms)
-  local s
-  local score
-  if card then
-    local position = redis.call('HGET', seen, message_id)
-    if position then
-      return 0, card_parse(card), redis.call('ZSCORE', index, id),
-             redis.call('LINDEX', messages, position)
-    end
-    s = card_parse(card)
-    score = tonumber(redis.call('ZSCORE', index, id))
-  else
-    if channel == '' then return -1 end
-    s = {source = '\\6', title = default_title, created = ts_text, updated = ts_text,
-         count = 0, channel = channel}
-  end
-  if score == nil or ts > score then
-    score = ts
-    s.updated = ts_text
-    redis.call('ZADD', index, ts_ms, id)
-    redis.call('ZADD', channel_prefix .. s.channel, ts_ms, id)
-  end
-  s.count = s.count + 1
-  if s.source == '\\6' and auto_title ~= '' then
-    s.title = auto_title
-    s.source = '\\7'
-  end
-  local length = redis.call('RPUSH', messages, stored)
-  redis.call('HSET', seen, message_id, length - 1)
-  redis.call('SET', card_key, card_render(s))
-  return 1, s, string.format('%d', score), stored
-end
-"""
-)
-
-# KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash
-# ARGV[1] session id, ARGV[2] channel ('' if not sent), ARGV[3] channel key prefix,
-# ARGV[4] message id, ARGV[5] message time ms, ARGV[6] message time RFC 3339,
-# ARGV[7] stored message, ARGV[8] auto title as JSON ('' if none), ARGV[9] default title
-# as JSON
-# Returns {status, card, score, stored message}, or {-1} (see _LUA_INGEST).
-INGEST = (
-    _LUA_INGEST
-    + """
-local status, s, score, stored = ingest(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2],
-  ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
-if status < 0 then return {-1} end
-return {status, card_render(s), score, stored}
-"""
-)
-
-# KEYS[1] index
-# ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
-# ARGV[4] default title as JSON, ARGV[5] the messages as one JSON array of arrays:
-# [session id, channel ('' if not sent), message id, time ms (a string), time RFC 3339,
-# stored message, auto title ('' if none)], ARGV[6] card key prefix
-# Returns per message: status, message count, and the stored message when it was seen
-# before (else ''). One call writes many messages, and they travel as one argument:
-# packing seven arguments per message in redis-py was a quarter of a batch's time.
-# Consecutive messages of one session are one run: the run reads the card, its score
-# and its seen message ids once, and writes the card, the index entries, the messages
-# and the seen ids once, with the same outcome as ingest() called per message in order
-# (each redis.call costs a few microseconds; per message, they were most of the time).
-INGEST_MANY = (
-    _LUA_CARD
-    + """
-local index, channel_prefix, default_title = KEYS[1], ARGV[1], ARGV[4]
-local replies = {}
-
-local function ingest_run(messages, first, last)
+local function ingest_run(card_key, list, seen, index, channel_prefix, default_title,
+                          messages, first, last, replies)
   local id = messages[first][1]
-  local card_key, list, seen = ARGV[6] .. id, ARGV[2] .. id, ARGV[3] .. id
   local card = redis.call('GET', card_key)
   local s, score, score_text
   if card then
@@ -335,7 +271,7 @@ local function ingest_run(messages, first, last)
       replies[#replies + 1] = ''
     end
   end
-  if #pushed == 0 then return end
+  if #pushed == 0 then return s, score end
   local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
   for n = 2, #seen_pairs, 2 do seen_pairs[n] = before + seen_pairs[n] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
@@ -344,13 +280,50 @@ local function ingest_run(messages, first, last)
     redis.call('ZADD', index, score_text, id)
     redis.call('ZADD', channel_prefix .. s.channel, score_text, id)
   end
+  return s, score
 end
+"""
+)
 
+# KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash
+# ARGV[1] session id, ARGV[2] channel ('' if not sent), ARGV[3] channel key prefix,
+# ARGV[4] message id, ARGV[5] message time ms, ARGV[6] message time RFC 3339,
+# ARGV[7] stored message, ARGV[8] auto title as JSON ('' if none), ARGV[9] default title
+# as JSON
+# Returns {status, card, score, stored message}, or {-1} (see _LUA_INGEST).
+INGEST = (
+    _LUA_INGEST
+    + """
+local replies = {}
+local message = {ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}
+local s, score = ingest_run(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[3], ARGV[9],
+  {message}, 1, 1, replies)
+local status, stored = replies[1], replies[3]
+if status < 0 then return {-1} end
+if status == 1 then stored = ARGV[7] end
+return {status, card_render(s), score and string.format('%d', score) or false, stored}
+"""
+)
+
+# KEYS[1] index
+# ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
+# ARGV[4] default title as JSON, ARGV[5] the messages as one JSON array of messages
+# (see _LUA_INGEST), ARGV[6] card key prefix
+# Returns per message: status, message count, and the stored message when it was seen
+# before (else ''). One call writes many messages, and they travel as one argument:
+# packing seven arguments per message in redis-py was a quarter of a batch's time.
+# Consecutive messages of one session go to ingest_run as one run.
+INGEST_MANY = (
+    _LUA_INGEST
+    + """
+local replies = {}
 local messages = cjson.decode(ARGV[5])
 local first = 1
 for k = 1, #messages do
-  if k == #messages or messages[k + 1][1] ~= messages[first][1] then
-    ingest_run(messages, first, k)
+  local id = messages[first][1]
+  if k == #messages or messages[k + 1][1] ~= id then
+    ingest_run(ARGV[6] .. id, ARGV[2] .. id, ARGV[3] .. id, KEYS[1], ARGV[1], ARGV[4],
+      messages, first, k, replies)
     first = k + 1
   end
 end
@@ -762,7 +735,7 @@ class SessionStore:
         clients get one ``asyncio.timeout`` per round trip.
         """
         try:
-            if self._link is not None or self._timeout is None:
+            if self._link is not None:
                 return await operation()
             async with asyncio.timeout(self._timeout):
                 if not self._initialized:
