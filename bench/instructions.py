@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,12 +162,16 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
     return Counted(argv, env, workdir, port).start("/list")
 
 
-def measure(seconds: int, workdir: Path) -> list[tuple[Count, Count]]:
+CASES = ("list", "ingest", "batch")
+
+
+def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[tuple[Count, Count]]:
     wrk = ensure_wrk()
     if wrk is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     redis = RedisServer(workdir / "redis").start()
     pairs: list[tuple[Count, Count]] = []
+    listed = ingested = batched = None
     try:
         client = redis.client()
         seed_sessions(client, 1000, int(time.time() * 1000))
@@ -176,50 +180,58 @@ def measure(seconds: int, workdir: Path) -> list[tuple[Count, Count]]:
             base = f"http://127.0.0.1:{service.port}"
             page_url = base + "/api/sessions?limit=50"
             body = fetch(page_url)
-            wrk_requests(wrk, page_url, WARM_UP_SECONDS)
-            listed = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds))
-            path = "/api/sessions/bench%d/messages"
-            script = wrk_script(path, 1000, f"i{time.time_ns()}-")
-            ingest_url = base + "/api/sessions/bench0/messages"
-            wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, script)
-            ingested = counted_run(service, lambda: wrk_requests(wrk, ingest_url, seconds, script))
-            client.flushall()
-            asyncio.run(batch_load(base, WARM_UP_SECONDS))
-            client.flushall()
-            batched = counted_run(service, lambda: asyncio.run(batch_load(base, seconds))[0])
+            if "list" in cases:
+                wrk_requests(wrk, page_url, WARM_UP_SECONDS)
+                listed = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds))
+            if "ingest" in cases:
+                path = "/api/sessions/bench%d/messages"
+                script = wrk_script(path, 1000, f"i{time.time_ns()}-")
+                ingest_url = base + "/api/sessions/bench0/messages"
+                wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, script)
+                ingested = counted_run(
+                    service, lambda: wrk_requests(wrk, ingest_url, seconds, script)
+                )
+            if "batch" in cases:
+                client.flushall()
+                asyncio.run(batch_load(base, WARM_UP_SECONDS))
+                client.flushall()
+                batched = counted_run(service, lambda: asyncio.run(batch_load(base, seconds))[0])
         finally:
             service.stop()
         bare = baseline_server(body, workdir / "baseline")
         try:
             bare_url = f"http://127.0.0.1:{bare.port}"
-            wrk_requests(wrk, bare_url + "/list", WARM_UP_SECONDS, headers=False)
-            bare_list = counted_run(
-                bare, lambda: wrk_requests(wrk, bare_url + "/list", seconds, headers=False)
-            )
-            bare_script = wrk_script("/ingest", 1, "b")
-            bare_ingest = counted_run(
-                bare,
-                lambda: wrk_requests(
-                    wrk, bare_url + "/ingest", seconds, bare_script, headers=False
-                ),
-            )
+            if listed is not None:
+                wrk_requests(wrk, bare_url + "/list", WARM_UP_SECONDS, headers=False)
+                bare_list = counted_run(
+                    bare, lambda: wrk_requests(wrk, bare_url + "/list", seconds, headers=False)
+                )
+                pairs.append(
+                    (
+                        Count("list page (limit=50)", *listed, "request"),
+                        Count("bare: same bytes", *bare_list, "request"),
+                    )
+                )
+            if ingested is not None:
+                bare_script = wrk_script("/ingest", 1, "b")
+                bare_ingest = counted_run(
+                    bare,
+                    lambda: wrk_requests(
+                        wrk, bare_url + "/ingest", seconds, bare_script, headers=False
+                    ),
+                )
+                pairs.append(
+                    (
+                        Count("single ingest", *ingested, "request"),
+                        Count("bare: parse JSON and 201", *bare_ingest, "request"),
+                    )
+                )
         finally:
             bare.stop()
     finally:
         redis.stop()
-    pairs.append(
-        (
-            Count("list page (limit=50)", *listed, "request"),
-            Count("bare: same bytes", *bare_list, "request"),
-        )
-    )
-    pairs.append(
-        (
-            Count("single ingest", *ingested, "request"),
-            Count("bare: parse JSON and 201", *bare_ingest, "request"),
-        )
-    )
-    pairs.append((Count("batch ingest", *batched, "message"), Count("-", 0, 0, "-")))
+    if batched is not None:
+        pairs.append((Count("batch ingest", *batched, "message"), Count("-", 0, 0, "-")))
     return pairs
 
 
@@ -244,10 +256,13 @@ def report(pairs: list[tuple[Count, Count]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--case", action="append", choices=CASES, help="measure only this case (repeatable)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="chatsessions-instructions-"))
     try:
-        print(report(measure(args.seconds, workdir)))
+        print(report(measure(args.seconds, workdir, args.case or CASES)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -43,7 +43,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
 from redis import exceptions as redis_errors
@@ -51,6 +51,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from .coalesce import Coalescer
 from .models import DEFAULT_TITLE, MessageIn, auto_title, format_time
 from .redis_link import Command, RedisLink, pack
 
@@ -150,6 +151,17 @@ class SessionPage:
     # The page's items, already JSON, comma-separated, without the brackets.
     items_json: bytes
     next_cursor: str | None
+
+
+class PageQuery(NamedTuple):
+    """What a list page asks for, but the time: equal queries can share a read."""
+
+    namespace: str
+    limit: int
+    offset: int | None
+    cursor: str | None
+    channel: str | None
+    active: bool | None
 
 
 @dataclass(slots=True)
@@ -713,6 +725,7 @@ class SessionStore:
         self._history = redis.register_script(HISTORY)
         self._search = redis.register_script(SEARCH)
         self._messages_range = redis.register_script(MESSAGES_RANGE)
+        self._pages = Coalescer(self._read_page)
 
     async def _initialize_cluster(self) -> None:
         """Learn the cluster's slots once, before any concurrent use.
@@ -849,6 +862,13 @@ class SessionStore:
         channel: str | None = None,
         active: bool | None = None,
     ) -> SessionPage:
+        """A page as of ``now`` or later: overlapping equal queries share one round trip
+        (:mod:`service.coalesce`), each reading Redis after it arrived."""
+        query = PageQuery(namespace, limit, offset, cursor, channel, active)
+        return await self._pages.read(query, now)
+
+    async def _read_page(self, query: PageQuery, now: int) -> SessionPage:
+        namespace, limit, offset, cursor, channel, active = query
         keys = keys_of(namespace)
         zset = keys.index if channel is None else keys.channel(channel)
         cutoff = now - self._active_window_ms
