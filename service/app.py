@@ -87,7 +87,7 @@ def error_answer(request: web.Request, error: Exception) -> web.Response:
             )
         case StoreUnavailable():
             log.warning("redis unavailable: %s", error)
-            request.app[METRICS].redis_errors.inc()
+            request.app[METRICS].count("redis_errors")
             return error_response(
                 503,
                 "Redis is not answering; retry shortly.",
@@ -274,22 +274,24 @@ def make_runner(app: web.Application) -> web.AppRunner:
     )
 
 
-async def log_flusher(app: web.Application) -> AsyncIterator[None]:
-    """Flushes buffered log lines twice a second, so none waits long to be seen."""
+async def flusher(app: web.Application) -> AsyncIterator[None]:
+    """Twice a second, flushes buffered log lines, so none waits long to be seen, and
+    leaves the metrics where other workers read them."""
 
-    access_log = app[ACCESS_LOG]
+    def flush() -> None:
+        app[ACCESS_LOG].flush()
+        flush_logs()
+        app[METRICS].flush()
 
     async def flush_forever() -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            access_log.flush()
-            flush_logs()
+            flush()
 
     task = asyncio.create_task(flush_forever())
     yield
     task.cancel()
-    access_log.flush()
-    flush_logs()
+    flush()
 
 
 def create_app(settings: Settings, redis_client: RedisClient | None = None) -> web.Application:
@@ -308,6 +310,6 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     if settings.rate_limit > 0:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     setup_routes(app)
-    app.cleanup_ctx.append(log_flusher)
+    app.cleanup_ctx.append(flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
     return app

@@ -190,7 +190,7 @@ async def create_session(request: web.Request) -> web.Response:
         metadata=check_metadata(body.get("metadata"), settings.max_metadata_bytes),
         now=now_ms(),
     )
-    request.app[METRICS].sessions_created.inc()
+    request.app[METRICS].count("sessions_created")
     return json_response(session.as_dict(), status=201)
 
 
@@ -230,11 +230,8 @@ def count_ingested(request: web.Request, outcomes: list[tuple[bool, int]]) -> No
     """Metrics for stored messages: (created, message count after it) per message."""
     stored = [message_count for created, message_count in outcomes if created]
     metrics = request.app[METRICS]
-    if stored:
-        metrics.messages_ingested.inc(len(stored))
-    sessions = stored.count(1)
-    if sessions:
-        metrics.sessions_created.inc(sessions)
+    metrics.count("messages_ingested", len(stored))
+    metrics.count("sessions_created", stored.count(1))
 
 
 def ingest_response(result: IngestResult) -> web.Response:

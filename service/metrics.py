@@ -1,77 +1,168 @@
-"""Prometheus metrics: one set per app, summed across worker processes.
+"""Prometheus metrics: plain counts in each process, summed across worker processes.
 
-With several workers the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a
-private folder before starting them; prometheus-client then keeps each
-process's values in files there, and ``/metrics`` in any worker adds them up.
+Counting a request is a dict update and a bisect on plain Python numbers.
+prometheus-client's own metric objects take a lock per update and walk the buckets
+in Python; for every request that was a sixteenth of a list page's instructions.
+prometheus-client still writes the exposition text, from the counts, at scrape time.
+
+With several workers the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a private
+folder before starting them. Each worker writes its counts there as it flushes its
+logs (twice a second), and ``/metrics`` in any worker adds up the others' last
+counts and its own current ones. So another worker's latest half second of requests
+may show at the next scrape, not this one; a counter never goes back, and the counts
+of a worker that died stay in the sum.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.multiprocess import MultiProcessCollector
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The plain counters, with their help texts.
+COUNTERS = {
+    "redis_errors": "Requests that found Redis unreachable, timing out or failing over.",
+    "messages_ingested": "Messages stored (repeated message ids are not counted).",
+    "sessions_created": "Sessions created, by POST /api/sessions or by their first message.",
+}
+SNAPSHOT_SUFFIX = ".metrics.json"
+
+
+class Counts:
+    """One process's counts, in a shape that adds up and goes to JSON as it is."""
+
+    def __init__(self) -> None:
+        # (method, route, status) -> requests answered
+        self.requests: dict[tuple[str, str, int], int] = {}
+        # route -> requests per latency bucket (the last one above every bound), then
+        # the sum of their seconds
+        self.latency: dict[str, list[float]] = {}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+
+    def add(self, other: Counts) -> None:
+        for key, count in other.requests.items():
+            self.requests[key] = self.requests.get(key, 0) + count
+        for route, row in other.latency.items():
+            mine = self.latency.setdefault(route, [0.0] * len(row))
+            for n, value in enumerate(row):
+                mine[n] += value
+        for name, count in other.counters.items():
+            self.counters[name] = self.counters.get(name, 0) + count
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "requests": [[*key, count] for key, count in self.requests.items()],
+                "latency": self.latency,
+                "counters": self.counters,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Counts:
+        data: dict[str, Any] = orjson.loads(raw)
+        counts = cls()
+        counts.requests = {(m, r, int(s)): int(n) for m, r, s, n in data["requests"]}
+        counts.latency = {route: [float(v) for v in row] for route, row in data["latency"].items()}
+        counts.counters.update({name: int(n) for name, n in data["counters"].items()})
+        return counts
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None, name: str | None = None) -> None:
+        """``folder``: where the workers' counts meet, by default ``$PROMETHEUS_MULTIPROC_DIR``
+        when it is set; ``name``: this process's file there, by default its pid."""
+        self.counts = Counts()
+        self._folder = Path(folder) if folder else _folder_from_environment()
+        file_name = f"{name or os.getpid()}{SNAPSHOT_SUFFIX}"
+        self._snapshot = None if self._folder is None else self._folder / file_name
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "chatsessions_requests",
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "chatsessions_request_seconds",
-            "Time from request to response, by route template.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.redis_errors = Counter(
-            "chatsessions_redis_errors",
-            "Requests that found Redis unreachable, timing out or failing over.",
-            registry=self.registry,
-        )
-        self.messages_ingested = Counter(
-            "chatsessions_messages_ingested",
-            "Messages stored (repeated message ids are not counted).",
-            registry=self.registry,
-        )
-        self.sessions_created = Counter(
-            "chatsessions_sessions_created",
-            "Sessions created, by POST /api/sessions or by their first message.",
-            registry=self.registry,
-        )
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self.registry.register(_CountsCollector(self))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """One answered request; label children are cached (labels() is slow on a hot path)."""
+        """One answered request."""
+        requests = self.counts.requests
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        requests[key] = requests.get(key, 0) + 1
+        row = self.counts.latency.get(route)
+        if row is None:
+            row = self.counts.latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        row[-1] += seconds
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Adds to one of :data:`COUNTERS`."""
+        self.counts.counters[name] += amount
+
+    def flush(self) -> None:
+        """Leave this process's counts where the other workers read them."""
+        if self._snapshot is None:
+            return
+        partial = self._snapshot.with_suffix(".tmp")
+        partial.write_bytes(self.counts.to_json())
+        os.replace(partial, self._snapshot)
+
+    def total(self) -> Counts:
+        """This process's counts plus the last ones of every other worker."""
+        total = Counts()
+        total.add(self.counts)
+        if self._folder is not None:
+            for path in self._folder.glob("*" + SNAPSHOT_SUFFIX):
+                if path != self._snapshot:
+                    try:
+                        total.add(Counts.from_json(path.read_bytes()))
+                    except FileNotFoundError:
+                        continue
+        return total
 
     def render(self) -> bytes:
-        if os.environ.get(MULTIPROC_ENV):
-            combined = CollectorRegistry()
-            MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-            return generate_latest(combined)
         return generate_latest(self.registry)
+
+
+class _CountsCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._metrics.total()
+        requests = CounterMetricFamily(
+            "chatsessions_requests",
+            "HTTP requests answered, by method, route template and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in sorted(counts.requests.items()):
+            requests.add_metric([method, route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "chatsessions_request_seconds",
+            "Time from request to response, by route template.",
+            labels=["route"],
+        )
+        bounds = [*(str(bound) for bound in LATENCY_BUCKETS), "+Inf"]
+        for route, row in sorted(counts.latency.items()):
+            cumulative: list[tuple[str, float]] = []
+            seen = 0.0
+            for bound, in_bucket in zip(bounds, row, strict=False):
+                seen += in_bucket
+                cumulative.append((bound, seen))
+            latency.add_metric([route], cumulative, sum_value=row[-1])
+        yield latency
+        for name, help_text in COUNTERS.items():
+            yield CounterMetricFamily(
+                f"chatsessions_{name}", help_text, value=counts.counters.get(name, 0)
+            )
+
+
+def _folder_from_environment() -> Path | None:
+    folder = os.environ.get(MULTIPROC_ENV)
+    return Path(folder) if folder else None

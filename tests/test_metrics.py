@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from service.metrics import Metrics
 
 from conftest import Api
 
@@ -41,3 +44,47 @@ async def test_unusual_methods_share_one_label(api: Api) -> None:
     text = await metrics_text(api)
     assert 'method="OTHER"' in text
     assert not any(method in text for method in strangers)
+
+
+def sample(text: str, line_start: str) -> float:
+    found = re.search(rf"^{re.escape(line_start)} (\S+)$", text, re.MULTILINE)
+    assert found, line_start
+    return float(found.group(1))
+
+
+def test_latency_lands_in_cumulative_buckets() -> None:
+    metrics = Metrics()
+    for seconds in (0.0004, 0.0005, 0.0007, 0.02, 3.0):
+        metrics.observe("GET", "/api/sessions", 200, seconds)
+    text = metrics.render().decode()
+    bucket = 'chatsessions_request_seconds_bucket{le="%s",route="/api/sessions"}'
+    assert sample(text, bucket % "0.0005") == 2.0  # a bound holds what equals it
+    assert sample(text, bucket % "0.001") == 3.0
+    assert sample(text, bucket % "0.01") == 3.0
+    assert sample(text, bucket % "0.025") == 4.0
+    assert sample(text, bucket % "2.5") == 4.0
+    assert sample(text, bucket % "+Inf") == 5.0
+    assert sample(text, 'chatsessions_request_seconds_count{route="/api/sessions"}') == 5.0
+    total = sample(text, 'chatsessions_request_seconds_sum{route="/api/sessions"}')
+    assert abs(total - 3.0216) < 1e-9
+
+
+def test_workers_sharing_a_folder_each_count_once(tmp_path: Path) -> None:
+    first, second = Metrics(str(tmp_path), "first"), Metrics(str(tmp_path), "second")
+    for _ in range(3):
+        first.observe("GET", "/api/sessions", 200, 0.001)
+    first.count("messages_ingested", 4)
+    second.observe("GET", "/api/sessions", 200, 0.001)
+    second.count("messages_ingested")
+    requests = 'chatsessions_requests_total{method="GET",route="/api/sessions",status="200"}'
+    # Not flushed yet: each sees only its own.
+    assert sample(second.render().decode(), requests) == 1.0
+    first.flush()
+    second.flush()
+    for metrics in (first, second):
+        text = metrics.render().decode()
+        assert sample(text, requests) == 4.0
+        assert sample(text, "chatsessions_messages_ingested_total") == 5.0
+    # A worker that is gone still counts; its last counts stay in the sum.
+    del first
+    assert sample(second.render().decode(), requests) == 4.0
