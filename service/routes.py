@@ -1,4 +1,5 @@
-"""Every route of the service, with the scope each /api route needs."""
+"""Every route of the service, with the scope each /api route needs, each handler
+wrapped in :func:`service.edge.edge`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from aiohttp import web
 from . import handlers
 from .appkeys import ROUTE_SCOPES
 from .auth import DELETE, READ, WRITE
+from .edge import UNMATCHED, edge, unmatched
 
 SESSION = "/api/sessions/{session_id:[^/]+}"
 
@@ -14,26 +16,35 @@ SESSION = "/api/sessions/{session_id:[^/]+}"
 def setup_routes(app: web.Application) -> None:
     scopes = app[ROUTE_SCOPES]
 
-    def api(method: str, path: str, handler: handlers.Handler, scope: str) -> None:
-        route = app.router.add_route(method, path, handler)
-        scopes[route] = scope
+    def add(method: str, path: str, handler: handlers.Handler, scope: str | None = None) -> None:
+        # The template without the id pattern, as metrics and the log name the route.
+        template = path.replace(":[^/]+}", "}")
+        route = app.router.add_route(method, path, edge(handler, template, scope))
+        if scope is not None:
+            scopes[route] = scope
 
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics)
+    def probe(path: str, handler: handlers.Handler) -> None:
+        # GET and HEAD, for load balancers and health checks that only ask for headers.
+        app.router.add_get(path, edge(handler, path))
+
+    probe("/healthz", handlers.healthz)
+    probe("/readyz", handlers.readyz)
+    probe("/metrics", handlers.metrics)
     # Any valid token may read the document: it needs no scope.
-    app.router.add_get("/api/openapi.json", handlers.openapi)
+    probe("/api/openapi.json", handlers.openapi)
 
-    api("GET", "/api/sessions", handlers.list_sessions, READ)
-    api("POST", "/api/sessions", handlers.create_session, WRITE)
+    add("GET", "/api/sessions", handlers.list_sessions, READ)
+    add("POST", "/api/sessions", handlers.create_session, WRITE)
     # Before the {session_id} routes, so that "search" is not taken for an id.
-    api("GET", "/api/sessions/search", handlers.search_sessions, READ)
-    api("POST", "/api/messages", handlers.add_messages, WRITE)
-    api("GET", SESSION, handlers.get_session, READ)
-    api("PATCH", SESSION, handlers.rename_session, WRITE)
-    api("DELETE", SESSION, handlers.delete_session, DELETE)
-    api("POST", SESSION + "/title", handlers.set_title, WRITE)
-    api("PUT", SESSION + "/title", handlers.set_title, WRITE)
-    api("POST", SESSION + "/messages", handlers.add_message, WRITE)
-    api("GET", SESSION + "/messages", handlers.history, READ)
-    api("GET", SESSION + "/export", handlers.export_session, READ)
+    add("GET", "/api/sessions/search", handlers.search_sessions, READ)
+    add("POST", "/api/messages", handlers.add_messages, WRITE)
+    add("GET", SESSION, handlers.get_session, READ)
+    add("PATCH", SESSION, handlers.rename_session, WRITE)
+    add("DELETE", SESSION, handlers.delete_session, DELETE)
+    add("POST", SESSION + "/title", handlers.set_title, WRITE)
+    add("PUT", SESSION + "/title", handlers.set_title, WRITE)
+    add("POST", SESSION + "/messages", handlers.add_message, WRITE)
+    add("GET", SESSION + "/messages", handlers.history, READ)
+    add("GET", SESSION + "/export", handlers.export_session, READ)
+    # Last: whatever no route above takes.
+    app.router.add_route("*", "/{path:.*}", edge(unmatched, UNMATCHED))

@@ -23,7 +23,8 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 def router_operations(app: web.Application) -> set[tuple[str, str]]:
     found = set()
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None:
+        # "*" is the last route, which only answers 404 and 405.
+        if route.method in ("HEAD", "*") or route.resource is None:
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.resource.canonical)
         found.add((route.method.lower(), path))
