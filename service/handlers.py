@@ -244,13 +244,16 @@ def ingest_response(result: IngestResult) -> web.Response:
 async def add_message(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     session_id = path_session_id(request)
+    body = await read_json(request)
+    now = now_ms()
     message = parse_message(
-        await read_json(request),
+        body,
         max_content_bytes=settings.max_content_bytes,
         max_metadata_bytes=settings.max_metadata_bytes,
+        received_ms=now,
     )
     result = await request.app[STORE].add_message(
-        namespace_of(request), session_id, message, now=now_ms()
+        namespace_of(request), session_id, message, now=now
     )
     count_ingested(request, [(result.created, result.session.message_count)])
     return ingest_response(result)
@@ -277,6 +280,7 @@ async def add_messages(request: web.Request) -> web.Response:
         raise InvalidInput("messages must be a non-empty list of message objects.")
     if len(items) > MAX_BATCH:
         raise InvalidInput(f"A batch holds at most {MAX_BATCH} messages; send several batches.")
+    now = now_ms()
     results: list[dict[str, Any] | None] = [None] * len(items)
     valid: list[tuple[str, Any]] = []
     positions: list[int] = []
@@ -289,13 +293,14 @@ async def add_messages(request: web.Request) -> web.Response:
                 item,
                 max_content_bytes=settings.max_content_bytes,
                 max_metadata_bytes=settings.max_metadata_bytes,
+                received_ms=now,
             )
         except InvalidInput as error:
             results[position] = {"status": 422, "detail": error.detail}
             continue
         valid.append((session_id, message))
         positions.append(position)
-    stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now_ms())
+    stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now)
     count_ingested(
         request,
         [(o.created, o.message_count) for o in stored if isinstance(o, BatchOutcome)],

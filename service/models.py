@@ -109,7 +109,8 @@ def check_session_id(value: Any, field: str = "id") -> str:
         # Clients and proxies resolve these as path segments: such a session could
         # be written but never reached again.
         raise InvalidInput(f"{field} cannot be '.' or '..'.")
-    _utf8(value, field)
+    if not value.isascii():
+        _utf8(value, field)
     return value
 
 
@@ -192,8 +193,10 @@ def parse_message(
     *,
     max_content_bytes: int,
     max_metadata_bytes: int,
+    received_ms: int,
 ) -> MessageIn:
-    """One message as a bot sends it; ``id`` is generated when absent."""
+    """One message as a bot sends it; ``id`` is generated when absent, and the time it
+    was received (``received_ms``) stands in for a missing timestamp."""
     if not isinstance(body, dict):
         raise InvalidInput("Each message must be a JSON object.")
     role = body.get("role")
@@ -202,13 +205,14 @@ def parse_message(
     content = body.get("content")
     if not isinstance(content, str):
         raise InvalidInput("content must be a string.")
-    size = len(_utf8(content, "content"))
+    # ASCII is valid UTF-8 of one byte a character: no need to encode it to check.
+    size = len(content) if content.isascii() else len(_utf8(content, "content"))
     if size > max_content_bytes:
         raise InvalidInput(f"content is {size} bytes; the limit is {max_content_bytes}.")
     message_id = body.get("id")
     message_id = f"msg_{uuid.uuid4().hex}" if message_id is None else check_session_id(message_id)
     timestamp = body.get("timestamp")
-    timestamp_ms = now_ms() if timestamp is None else parse_time(timestamp)
+    timestamp_ms = received_ms if timestamp is None else parse_time(timestamp)
     channel = body.get("channel")
     return MessageIn(
         id=message_id,
