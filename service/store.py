@@ -231,7 +231,7 @@ end
 # first stored user message of a session without a title). Working out every user
 # message's title in Python was a sixth of a batch's instructions. Content beyond
 # ASCII is titled in Python, where str.split knows Unicode's whitespace.
-DERIVE_TITLE = b"+"
+DERIVE_TITLE = "+"
 
 # The auto title of ASCII content, in the script: as models.auto_title words and cuts it
 # (the first 40 words; Python's ASCII whitespace includes bytes 28 to 31; cut at a word
@@ -270,9 +270,7 @@ local function message_title(title, stored)
   if title == derive_title then return ascii_title(cjson.decode(stored)[3]) end
   return title
 end
-""".replace("AUTO_TITLE_LENGTH", str(AUTO_TITLE_LENGTH)).replace(
-    "DERIVE_TITLE", DERIVE_TITLE.decode()
-)
+""".replace("AUTO_TITLE_LENGTH", str(AUTO_TITLE_LENGTH)).replace("DERIVE_TITLE", DERIVE_TITLE)
 
 _LUA_INGEST = (
     _LUA_CARD
@@ -1026,7 +1024,7 @@ class SessionStore:
 
     def _ingest_args(self, keys: Keys, session_id: str, message: MessageIn) -> list[Any]:
         stored = stored_message(message)
-        title = auto_title_json(message)
+        title = auto_title_arg(message)
         return [
             session_id,
             message.channel or "",
@@ -1095,34 +1093,38 @@ class SessionStore:
             keys.prefix + "seen:",
             DEFAULT_TITLE_JSON,
         ]
-        order = sorted(range(len(items)), key=lambda position: items[position][0])
+        session_ids = [session_id for session_id, _ in items]
+        order = sorted(range(len(items)), key=session_ids.__getitem__)
         times = [format_time(message.timestamp_ms) for _, message in items]
-        rows = [
-            [
-                session_id,
-                message.channel or "",
-                message.id,
-                str(message.timestamp_ms),
-                times[position],
-                stored_message(message).decode(),
-                auto_title_json(message).decode(),
-            ]
-            for session_id, message, position in ((*items[p], p) for p in order)
-        ]
+        rows = []
+        for position in order:
+            message = items[position][1]
+            rows.append(
+                [
+                    session_ids[position],
+                    message.channel or "",
+                    message.id,
+                    str(message.timestamp_ms),
+                    times[position],
+                    stored_message(message).decode(),
+                    auto_title_arg(message),
+                ]
+            )
         calls = [
             [*head, orjson.dumps(rows[start : start + BATCH_CHUNK]), keys.card_prefix]
             for start in range(0, len(rows), BATCH_CHUNK)
         ]
         replies = await self._call(lambda: self._pipelined(self._ingest_many, keys, calls))
-        flat = [value for reply in replies for value in reply]
+        # Each reply holds (status, message count, stored message) per message.
+        flat = iter([value for reply in replies for value in reply])
         results: list[BatchOutcome | StoreError | None] = [None] * len(items)
-        for n, position in enumerate(order):
-            session_id, message = items[position]
-            status, count, stored = flat[3 * n : 3 * n + 3]
+        for position, (status, count, stored) in zip(
+            order, zip(flat, flat, flat, strict=True), strict=True
+        ):
             if status < 0:
-                results[position] = ChannelRequired(session_id)
+                results[position] = ChannelRequired(session_ids[position])
             elif status == 1:
-                stored_as = message_out(message, times[position])
+                stored_as = message_out(items[position][1], times[position])
                 results[position] = BatchOutcome(True, stored_as, count)
             else:
                 results[position] = BatchOutcome(False, self._message(stored), count)
@@ -1317,14 +1319,15 @@ def message_out(message: MessageIn, timestamp: str) -> Message:
     return Message(message.id, message.role, message.content, timestamp, message.metadata or {})
 
 
-def auto_title_json(message: MessageIn) -> bytes:
-    """The title a user message gives a session without one, as JSON; ``b""`` for none."""
+def auto_title_arg(message: MessageIn) -> str:
+    """What the ingest script gets for the title a user message gives a session without
+    one: the title as JSON, DERIVE_TITLE, or ``""`` for none."""
     if message.role != "user":
-        return b""
+        return ""
     if message.content.isascii():
         return DERIVE_TITLE
     title = auto_title(message.content)
-    return orjson.dumps(title) if title else b""
+    return orjson.dumps(title).decode() if title else ""
 
 
 def render_card(
