@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 8]
+"""python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 9]
 
 Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
 drives load with wrk from another process, and prints every figure as a ratio
@@ -13,8 +13,10 @@ import shutil
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import aiohttp
 import orjson
@@ -32,15 +34,43 @@ NAMESPACE = "default"
 SEED_CHUNK = 20_000
 BATCH_SIZE = 1000
 MESSAGES_PER_SESSION = 20
+ACTIVE_WINDOW_MS = 900_000
+
+
+# Each list case and ingest take turns with their bare baseline, a round at a time, so
+# that a burst of load from the host's neighbours falls on both; the table gives the
+# medians over the rounds (the bare baseline alone moved by 40 % within one run).
+ROUNDS = 3
 
 
 @dataclass
 class Row:
     case: str
     sessions: int
-    result: LoadResult
+    rounds: list[LoadResult]
+    # The baseline's result in each round (empty: no baseline).
+    bare: list[LoadResult] = field(default_factory=list)
     redis_usec: float | None = None
-    baseline: LoadResult | None = None
+
+    @property
+    def requests_per_second(self) -> float:
+        return median(r.requests_per_second for r in self.rounds)
+
+    @property
+    def p50_ms(self) -> float:
+        return median(r.p50_ms for r in self.rounds)
+
+    @property
+    def p99_ms(self) -> float:
+        return median(r.p99_ms for r in self.rounds)
+
+    @property
+    def ratio(self) -> float | None:
+        """Median over the rounds of requests/s against the bare baseline's."""
+        if not self.bare:
+            return None
+        pairs = zip(self.rounds, self.bare, strict=True)
+        return median(r.requests_per_second / b.requests_per_second for r, b in pairs)
 
 
 def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str = NAMESPACE) -> None:
@@ -71,6 +101,36 @@ def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str =
 
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
+
+
+# Clients reading pages at once when Redis time per page is measured, as that many
+# workers would: one coalescing worker sends Redis too few pages to keep it busy, and
+# an idle Redis answers each page from cold caches, up to three times slower.
+PAGE_CLIENTS = 8
+PAGE_SECONDS = 2.0
+
+
+async def read_pages(url: str, query: dict[str, Any], seconds: float = PAGE_SECONDS) -> int:
+    """Pages read through PAGE_CLIENTS stores (each its own connection) for ``seconds``."""
+    clients = [redis.asyncio.Redis.from_url(url) for _ in range(PAGE_CLIENTS)]
+    stores = [SessionStore(c, active_window_ms=ACTIVE_WINDOW_MS) for c in clients]
+    deadline = time.monotonic() + seconds
+    pages = 0
+
+    async def reader(store: SessionStore) -> None:
+        nonlocal pages
+        while time.monotonic() < deadline:
+            now = time.time_ns() // 1_000_000
+            await store.list_sessions(NAMESPACE, limit=50, now=now, **query)
+            pages += 1
+
+    try:
+        await asyncio.gather(*(reader(store) for store in stores))
+    finally:
+        for store, client in zip(stores, clients, strict=True):
+            await store.aclose()
+            await client.aclose()
+    return pages
 
 
 def redis_usec_per_page(client: redis.Redis) -> float | None:
@@ -116,9 +176,11 @@ class Harness:
         self.redis.stop()
 
     def load(self, url: str, script: str | None = None, post_format: str = "") -> LoadResult:
+        """One round of load on ``url``."""
+        seconds = max(1.0, self.seconds / ROUNDS)
         if self.wrk:
-            return run_wrk(self.wrk, url, self.seconds, AUTH, script)
-        return client_load(url, self.seconds, AUTH, post_format or None, 1000)
+            return run_wrk(self.wrk, url, seconds, AUTH, script)
+        return client_load(url, seconds, AUTH, post_format or None, 1000)
 
     def list_cases(self, sessions: int) -> None:
         self.client.flushall()
@@ -133,35 +195,50 @@ class Harness:
         )
         base = self.service.url + "/api/sessions?limit=50"
         middle = orjson.loads(fetch(f"{base}&offset={sessions // 2}"))["next_cursor"]
-        cases = {
-            "first page": base,
-            "deep offset": f"{base}&offset={sessions // 2}",
-            "cursor page": f"{base}&cursor={middle}",
-            "channel page": f"{base}&channel=telegram",
+        cases: dict[str, dict[str, Any]] = {
+            "first page": {},
+            "deep offset": {"offset": sessions // 2},
+            "cursor page": {"cursor": middle},
+            "channel page": {"channel": "telegram"},
         }
-        first_body = fetch(base)
-        for case, url in cases.items():
+        urls = {
+            case: base + "".join(f"&{name}={value}" for name, value in query.items())
+            for case, query in cases.items()
+        }
+        for url in urls.values():
             fetch(url)
-            self.client.config_resetstat()
-            result = self.load(url)
-            self.rows.append(Row(case, sessions, result, redis_usec_per_page(self.client)))
-        baseline = BaselineServer(first_body, self.workdir / "baseline").start()
+        rows = [Row(case, sessions, []) for case in cases]
+        bare: list[LoadResult] = []
+        baseline = BaselineServer(fetch(base), self.workdir / "baseline").start()
         try:
-            self.rows[-4].baseline = self.load(baseline.url + "/list")
+            for _ in range(ROUNDS):
+                bare.append(self.load(baseline.url + "/list"))
+                for row in rows:
+                    row.rounds.append(self.load(urls[row.case]))
         finally:
             baseline.stop()
+        for row in rows:
+            row.bare = bare
+            self.client.config_resetstat()
+            asyncio.run(read_pages(self.redis.url, cases[row.case]))
+            row.redis_usec = redis_usec_per_page(self.client)
+        self.rows += rows
 
     def ingest_cases(self) -> None:
         self.client.flushall()
         path = "/api/sessions/bench%d/messages"
         script = wrk_script(path, 1000, f"w{time.time_ns()}-")
-        result = self.load(self.service.url + "/api/sessions/bench0/messages", script, path)
+        row = Row("single ingest", 1000, [])
         baseline = BaselineServer(b"{}", self.workdir / "baseline").start()
         try:
-            base = self.load(baseline.url + "/ingest", wrk_script("/ingest", 1, "b"), "")
+            for _ in range(ROUNDS):
+                row.bare.append(self.load(baseline.url + "/ingest", wrk_script("/ingest", 1, "b")))
+                row.rounds.append(
+                    self.load(self.service.url + "/api/sessions/bench0/messages", script, path)
+                )
         finally:
             baseline.stop()
-        self.rows.append(Row("single ingest", 1000, result, baseline=base))
+        self.rows.append(row)
         stored, elapsed = asyncio.run(batch_load(self.service.url, self.seconds))
         rate = stored / elapsed
         self.notes.append(f"batch ingest of {BATCH_SIZE}-message bodies: {rate:,.0f} messages/s")
@@ -184,7 +261,7 @@ async def store_messages(url: str, sessions: int, per_session: int, first: int =
     """Ingests ``per_session`` messages into each session through SessionStore.add_messages;
     returns how many were stored (or, for the first call, messages per second)."""
     client = redis.asyncio.Redis.from_url(url)
-    store = SessionStore(client, active_window_ms=900_000)
+    store = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS)
     started = time.perf_counter()
     stored = 0
     try:
@@ -254,53 +331,59 @@ async def batch_load(url: str, seconds: float, clients: int = BATCH_CLIENTS) -> 
     return stored, time.monotonic() - started
 
 
-def ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}" if base else "-"
+def ratio(value: float | None, base: float = 1.0) -> str:
+    return f"{value / base:.2f}" if value is not None and base else "-"
 
 
 def report(harness: Harness) -> str:
     lines = [
+        f"Medians of {ROUNDS} rounds, each case taking turns with its bare baseline.",
+        "",
         "| case | sessions | req/s | p50 ms | p99 ms | Redis µs/page | p50 vs 1 k "
         "| req/s vs bare |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     list_rows = [r for r in harness.rows if r.case != "single ingest"]
     smallest = min(r.sessions for r in list_rows)
-    p50_at_smallest = {r.case: r.result.p50_ms for r in list_rows if r.sessions == smallest}
-    bare = {r.sessions: r.baseline for r in list_rows if r.baseline is not None}
+    p50_at_smallest = {r.case: r.p50_ms for r in list_rows if r.sessions == smallest}
     for row in harness.rows:
-        base = row.baseline if row.case == "single ingest" else bare.get(row.sessions)
         redis_usec = f"{row.redis_usec:.1f}" if row.redis_usec is not None else "-"
         lines.append(
-            f"| {row.case} | {row.sessions:,} | {row.result.requests_per_second:,.0f} "
-            f"| {row.result.p50_ms:.2f} | {row.result.p99_ms:.2f} | {redis_usec} "
-            f"| {ratio(row.result.p50_ms, p50_at_smallest.get(row.case, 0))} "
-            f"| {ratio(row.result.requests_per_second, base.requests_per_second if base else 0)} |"
+            f"| {row.case} | {row.sessions:,} | {row.requests_per_second:,.0f} "
+            f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {redis_usec} "
+            f"| {ratio(row.p50_ms, p50_at_smallest.get(row.case, 0))} | {ratio(row.ratio)} |"
         )
-    baselines = [(f"bare aiohttp, same bytes as the {n:,} first page", b) for n, b in bare.items()]
-    baselines += [
-        ("bare aiohttp, parse JSON and 201", r.baseline)
-        for r in harness.rows
-        if r.case == "single ingest" and r.baseline
-    ]
-    for label, base in baselines:
-        assert base is not None
+    baselines = {
+        (
+            "bare aiohttp, parse JSON and 201"
+            if row.case == "single ingest"
+            else f"bare aiohttp, same bytes as the {row.sessions:,} first page"
+        ): Row("bare", row.sessions, row.bare)
+        for row in harness.rows
+        if row.bare
+    }
+    for label, base in baselines.items():
         lines.append(
             f"| {label} | | {base.requests_per_second:,.0f} | {base.p50_ms:.2f} "
             f"| {base.p99_ms:.2f} | | | 1.00 |"
         )
-    errors = sum(r.result.errors for r in harness.rows)
-    tools = sorted({r.result.tool for r in harness.rows})
+    every = [result for row in harness.rows for result in row.rounds]
+    errors = sum(result.errors for result in every)
+    tools = sorted({result.tool for result in every})
     lines += ["", *[f"- {note}" for note in harness.notes]]
-    lines += [f"- load generator: {', '.join(tools)}; non-2xx or socket errors: {errors}"]
+    lines += [
+        f"- Redis µs/page: Redis time per page from INFO commandstats while {PAGE_CLIENTS} "
+        "clients read the case's page at once, as that many workers would",
+        f"- load generator: {', '.join(tools)}; non-2xx or socket errors: {errors}",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="1000,100000,1000000")
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--quick", action="store_true", help="1 k and 10 k sessions, 3 s each")
+    parser.add_argument("--seconds", type=float, default=9.0, help="per case, over all rounds")
+    parser.add_argument("--quick", action="store_true", help="1 k and 10 k sessions, 3 s a case")
     args = parser.parse_args()
     sizes = [1000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     seconds = 3.0 if args.quick else args.seconds
