@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from bench.__main__ import seed_sessions
+from bench.__main__ import PAGE_CLIENTS, read_pages, redis_usec_per_page, seed_sessions
 from bench.instructions import dumped_instructions
 from bench.load import parse_wrk
 from service.store import InvariantChecker, SessionStore
@@ -81,4 +81,23 @@ async def test_seeded_sessions_are_what_the_store_writes(redis_server: RedisProc
         await store.aclose()
         await client.aclose()
         sync.flushall()
+        sync.close()
+
+
+@pytest.mark.real
+async def test_redis_time_per_page_comes_from_pages_read_at_once(
+    redis_server: RedisProcess,
+) -> None:
+    sync = redis.Redis(port=redis_server.port)
+    try:
+        sync.flushall()
+        seed_sessions(sync, 200, 1_705_315_500_000)
+        sync.config_resetstat()
+        pages = await read_pages(redis_server.url, {"channel": "telegram"}, seconds=0.3)
+        transactions = int(sync.info("commandstats")["cmdstat_exec"]["calls"])
+        # Eight clients, each its own connection: equal pages do not share a round trip.
+        assert pages == transactions > PAGE_CLIENTS
+        usec = redis_usec_per_page(sync)
+        assert usec is not None and usec > 0
+    finally:
         sync.close()
