@@ -1,4 +1,4 @@
-"""The application factory and the middlewares every request passes through."""
+"""The application factory and the resources its requests use (Redis, the log flusher)."""
 
 from __future__ import annotations
 
