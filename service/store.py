@@ -221,7 +221,7 @@ end
 # message ids once, and writes the card, the index entries, the messages and the seen
 # ids once (each redis.call costs a few microseconds; per message, they were most of a
 # batch's time). A message is {session id, channel ('' if not sent), message id, time
-# ms (a string), time RFC 3339, stored message, auto title as JSON ('' if none)}.
+# ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
 # Appends per message to replies: status (1 stored, 0 message id seen before: nothing
 # changes, -1 unknown session and no channel), the message count after it, and the
 # stored message when it was seen before (else ''). Returns the session (a parsed card,
@@ -347,12 +347,13 @@ end
 """
 )
 
-# KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash
+# KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash, KEYS[5] meta
 # ARGV[1] session id, ARGV[2] channel ('' if not sent), ARGV[3] channel key prefix,
 # ARGV[4] message id, ARGV[5] message time ms, ARGV[6] message time RFC 3339,
-# ARGV[7] stored message, ARGV[8] auto title as JSON ('' if none), ARGV[9] default title
-# as JSON
-# Returns {status, card, score, stored message}, or {-1} (see _LUA_INGEST).
+# ARGV[7] stored message, ARGV[8] auto title as JSON, DERIVE_TITLE, or '' for none,
+# ARGV[9] default title as JSON
+# Returns {status, card, score, stored message, metadata or false}, or {-1} (see
+# _LUA_INGEST).
 INGEST = (
     _LUA_INGEST
     + """
@@ -363,7 +364,8 @@ local s, score = ingest_run(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[3], ARGV[9]
 local status, stored = replies[1], replies[3]
 if status < 0 then return {-1} end
 if status == 1 then stored = ARGV[7] end
-return {status, card_render(s), score and string.format('%d', score) or false, stored}
+return {status, card_render(s), score and string.format('%d', score) or false, stored,
+  redis.call('GET', KEYS[5])}
 """
 )
 
@@ -1038,7 +1040,13 @@ class SessionStore:
         ]
 
     def _ingest_keys(self, keys: Keys, session_id: str) -> list[str]:
-        return [keys.card(session_id), keys.index, keys.messages(session_id), keys.seen(session_id)]
+        return [
+            keys.card(session_id),
+            keys.index,
+            keys.messages(session_id),
+            keys.seen(session_id),
+            keys.meta(session_id),
+        ]
 
     def _ingest_result(
         self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
@@ -1046,7 +1054,7 @@ class SessionStore:
         status = int(reply[0])
         if status < 0:
             raise ChannelRequired(session_id)
-        _, card, score, stored = reply
+        _, card, score, stored, meta = reply
         created = status == 1
         return IngestResult(
             created=created,
@@ -1056,7 +1064,7 @@ class SessionStore:
                 if created
                 else self._message(stored)
             ),
-            session=self._session(session_id, card, score, None, now),
+            session=self._session(session_id, card, score, meta, now),
         )
 
     async def add_message(

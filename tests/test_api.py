@@ -70,6 +70,18 @@ async def test_ingest_answers_201_then_200_for_the_same_id(api: Api) -> None:
     assert again["session"]["message_count"] == 1
 
 
+async def test_ingest_answers_the_session_as_get_does(api: Api) -> None:
+    created = {"id": "dm:1", "channel": "web", "metadata": {"plan": "pro", "seats": [1, 2]}}
+    assert (await api.call("POST", "/api/sessions", json=created))[0] == 201
+    answer = await api.ingest("dm:1", id="m1", content="hello there")
+    status, stored = await api.call("GET", "/api/sessions/dm%3A1")
+    assert status == 200
+    assert answer["session"] == stored
+    assert answer["session"]["metadata"] == {"plan": "pro", "seats": [1, 2]}
+    repeat = await api.ingest("dm:1", id="m1", content="hello there")
+    assert repeat["session"] == stored
+
+
 async def test_message_without_id_gets_one(api: Api) -> None:
     body = await api.ingest("s1")
     assert body["message"]["id"].startswith("msg_")
