@@ -26,7 +26,7 @@ import redis.asyncio
 from service.models import MessageIn, format_time
 from service.store import TITLE_AUTO, Keys, SessionStore, render_card
 
-from .load import CONTENT, LoadResult, client_load, ensure_wrk, run_wrk, wrk_script
+from .load import CONTENT, LoadResult, client_load, ensure_wrk, pages_script, run_wrk, wrk_script
 from .servers import TOKEN, BaselineServer, RedisServer, ServiceServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -35,6 +35,8 @@ SEED_CHUNK = 20_000
 BATCH_SIZE = 1000
 MESSAGES_PER_SESSION = 20
 ACTIVE_WINDOW_MS = 900_000
+# Offsets 0 to 999 in turn: the distinct-pages case never has two equal pages in flight.
+DISTINCT_PAGES = 1000
 
 
 # Each list case and ingest take turns with their bare baseline, a round at a time, so
@@ -206,6 +208,10 @@ class Harness:
         for url in urls.values():
             fetch(url)
         rows = [Row(case, sessions, []) for case in cases]
+        # No two requests in flight ask for the same page, so none shares a round trip:
+        # what one worker serves when its pages all differ.
+        distinct = Row("distinct pages", sessions, [])
+        distinct_script = pages_script(base.removeprefix(self.service.url), DISTINCT_PAGES)
         bare: list[LoadResult] = []
         baseline = BaselineServer(fetch(base), self.workdir / "baseline").start()
         try:
@@ -213,6 +219,8 @@ class Harness:
                 bare.append(self.load(baseline.url + "/list"))
                 for row in rows:
                     row.rounds.append(self.load(urls[row.case]))
+                if self.wrk:
+                    distinct.rounds.append(self.load(base, distinct_script))
         finally:
             baseline.stop()
         for row in rows:
@@ -221,6 +229,9 @@ class Harness:
             asyncio.run(read_pages(self.redis.url, cases[row.case]))
             row.redis_usec = redis_usec_per_page(self.client)
         self.rows += rows
+        if distinct.rounds:
+            distinct.bare = bare
+            self.rows.append(distinct)
 
     def ingest_cases(self) -> None:
         self.client.flushall()

@@ -71,6 +71,17 @@ def wrk_script(path_format: str, sessions: int, id_prefix: str) -> str:
     )
 
 
+def pages_script(list_path: str, pages: int) -> str:
+    """A wrk script asking for ``list_path`` at offsets 0 to ``pages - 1`` in turn."""
+    return (
+        "counter = 0\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        f"  return wrk.format('GET', '{list_path}&offset=' .. (counter % {pages}))\n"
+        "end\n"
+    )
+
+
 def run_wrk(
     wrk: str,
     url: str,

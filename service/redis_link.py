@@ -30,19 +30,14 @@ Command = tuple[Any, ...] | bytes
 def pack(commands: Sequence[Command]) -> bytes:
     """Commands in the Redis protocol; arguments are bytes, str or int.
 
-    redis-py's packer handles every argument type and large-value chunking; a page's
-    five commands took it a third of the page's client time.
+    hiredis packs each command in C: redis-py's packer (every argument type, large-value
+    chunking) took a third of a page's client time, and packing in Python here still
+    cost a single ingest 8 µs for its fourteen arguments, against 3.5 in C.
     """
-    out: list[bytes] = []
-    for command in commands:
-        if isinstance(command, bytes):
-            out.append(command)
-            continue
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+    return b"".join(
+        command if isinstance(command, bytes) else hiredis.pack_command(command)
+        for command in commands
+    )
 
 
 def reply_error(message: str) -> redis_errors.ResponseError:

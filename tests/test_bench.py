@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 import redis
+from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
-from bench.__main__ import PAGE_CLIENTS, read_pages, redis_usec_per_page, seed_sessions
+from bench.__main__ import (
+    DISTINCT_PAGES,
+    PAGE_CLIENTS,
+    read_pages,
+    redis_usec_per_page,
+    seed_sessions,
+)
 from bench.instructions import dumped_instructions
-from bench.load import parse_wrk
+from bench.load import pages_script, parse_wrk
 from service.store import InvariantChecker, SessionStore
 
 from redis_process import RedisProcess
@@ -101,3 +108,16 @@ async def test_redis_time_per_page_comes_from_pages_read_at_once(
         assert usec is not None and usec > 0
     finally:
         sync.close()
+
+
+def test_distinct_pages_script_never_repeats_a_page_in_flight() -> None:
+    # wrk runs the script in its own Lua; lupa (fakeredis's Lua) runs it the same way.
+    lua = LuaRuntime()
+    lua.execute("wrk = {format = function(method, path) return method .. ' ' .. path end}")
+    lua.execute(pages_script("/api/sessions?limit=50", DISTINCT_PAGES))
+    request = lua.globals().request
+    paths = [request() for _ in range(DISTINCT_PAGES + 1)]
+    assert paths[0] == "GET /api/sessions?limit=50&offset=1"
+    assert len(set(paths[:DISTINCT_PAGES])) == DISTINCT_PAGES
+    assert paths[DISTINCT_PAGES - 1] == "GET /api/sessions?limit=50&offset=0"
+    assert paths[DISTINCT_PAGES] == paths[0]
