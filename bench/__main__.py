@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -27,7 +27,7 @@ from service.models import MessageIn, format_time
 from service.store import TITLE_AUTO, Keys, SessionStore, render_card
 
 from .load import CONTENT, LoadResult, client_load, ensure_wrk, pages_script, run_wrk, wrk_script
-from .servers import TOKEN, BaselineServer, RedisServer, ServiceServer
+from .servers import TOKEN, BaselineServer, Managed, RedisServer, ServiceServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NAMESPACE = "default"
@@ -71,6 +71,17 @@ class Row:
         """Requests/s against the bare baseline's, round by round."""
         pairs = zip(self.rounds, self.bare, strict=True) if self.bare else ()
         return [r.requests_per_second / b.requests_per_second for r, b in pairs]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        """The bare baseline's CPU time per request against ours, round by round: what
+        the throughput ratio would be if both were held back by CPU alone."""
+        pairs = zip(self.rounds, self.bare, strict=True) if self.bare else ()
+        return [
+            b.cpu_us_per_request / r.cpu_us_per_request
+            for r, b in pairs
+            if r.cpu_us_per_request and b.cpu_us_per_request
+        ]
 
 
 def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str = NAMESPACE) -> None:
@@ -175,12 +186,20 @@ class Harness:
         self.service.stop()
         self.redis.stop()
 
-    def load(self, url: str, script: str | None = None, post_format: str = "") -> LoadResult:
-        """One round of load on ``url``."""
-        seconds = max(1.0, self.seconds / ROUNDS)
+    def load(
+        self, url: str, server: Managed, script: str | None = None, post_format: str = ""
+    ) -> LoadResult:
+        """One round of load on ``url``, served by ``server``, and the CPU time that
+        server spent per request."""
+        seconds = float(max(1, round(self.seconds / ROUNDS)))
+        cpu_before = server.cpu_seconds()
         if self.wrk:
-            return run_wrk(self.wrk, url, seconds, AUTH, script)
-        return client_load(url, seconds, AUTH, post_format or None, 1000)
+            result = run_wrk(self.wrk, url, seconds, AUTH, script)
+        else:
+            result = client_load(url, seconds, AUTH, post_format or None, 1000)
+        cpu = server.cpu_seconds() - cpu_before
+        requests = result.requests_per_second * seconds
+        return replace(result, cpu_us_per_request=cpu / requests * 1e6 if requests else None)
 
     def list_cases(self, sessions: int) -> None:
         self.client.flushall()
@@ -216,11 +235,11 @@ class Harness:
         baseline = BaselineServer(fetch(base), self.workdir / "baseline").start()
         try:
             for _ in range(ROUNDS):
-                bare.append(self.load(baseline.url + "/list"))
+                bare.append(self.load(baseline.url + "/list", baseline))
                 for row in rows:
-                    row.rounds.append(self.load(urls[row.case]))
+                    row.rounds.append(self.load(urls[row.case], self.service))
                 if self.wrk:
-                    distinct.rounds.append(self.load(base, distinct_script))
+                    distinct.rounds.append(self.load(base, self.service, distinct_script))
         finally:
             baseline.stop()
         for row in rows:
@@ -241,9 +260,16 @@ class Harness:
         baseline = BaselineServer(b"{}", self.workdir / "baseline").start()
         try:
             for _ in range(ROUNDS):
-                row.bare.append(self.load(baseline.url + "/ingest", wrk_script("/ingest", 1, "b")))
+                row.bare.append(
+                    self.load(baseline.url + "/ingest", baseline, wrk_script("/ingest", 1, "b"))
+                )
                 row.rounds.append(
-                    self.load(self.service.url + "/api/sessions/bench0/messages", script, path)
+                    self.load(
+                        self.service.url + "/api/sessions/bench0/messages",
+                        self.service,
+                        script,
+                        path,
+                    )
                 )
         finally:
             baseline.stop()
@@ -356,8 +382,8 @@ def report(harness: Harness) -> str:
         f"Medians of {ROUNDS} rounds, each case taking turns with its bare baseline.",
         "",
         "| case | sessions | req/s | p50 ms | p99 ms | Redis µs/page | p50 vs 1 k "
-        "| req/s vs bare (rounds) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s vs bare (rounds) | CPU/request vs bare (rounds) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     list_rows = [r for r in harness.rows if r.case != "single ingest"]
     smallest = min(r.sessions for r in list_rows)
@@ -367,7 +393,8 @@ def report(harness: Harness) -> str:
         lines.append(
             f"| {row.case} | {row.sessions:,} | {row.requests_per_second:,.0f} "
             f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {redis_usec} "
-            f"| {ratio(row.p50_ms, p50_at_smallest.get(row.case, 0))} | {spread(row.ratios)} |"
+            f"| {ratio(row.p50_ms, p50_at_smallest.get(row.case, 0))} | {spread(row.ratios)} "
+            f"| {spread(row.cpu_ratios)} |"
         )
     baselines = {
         (
@@ -381,7 +408,7 @@ def report(harness: Harness) -> str:
     for label, base in baselines.items():
         lines.append(
             f"| {label} | | {base.requests_per_second:,.0f} | {base.p50_ms:.2f} "
-            f"| {base.p99_ms:.2f} | | | 1.00 |"
+            f"| {base.p99_ms:.2f} | | | 1.00 | 1.00 |"
         )
     every = [result for row in harness.rows for result in row.rounds]
     errors = sum(result.errors for result in every)

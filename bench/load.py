@@ -29,6 +29,8 @@ class LoadResult:
     p99_ms: float
     errors: int
     tool: str
+    # CPU time the server used per request, when the harness measured it.
+    cpu_us_per_request: float | None = None
 
 
 def ensure_wrk() -> str | None:

@@ -44,6 +44,14 @@ class Managed:
 
     process: subprocess.Popen[bytes] | None = None
 
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used so far, user and system (from /proc)."""
+        assert self.process is not None
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            # The fields after the command name, which is in parentheses.
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:

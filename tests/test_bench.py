@@ -3,6 +3,8 @@ the store writes, and it reads wrk's and callgrind's output right."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from bench.__main__ import (
 )
 from bench.instructions import dumped_instructions
 from bench.load import pages_script, parse_wrk
+from bench.servers import Managed
 from service.store import InvariantChecker, SessionStore
 
 from redis_process import RedisProcess
@@ -121,3 +124,29 @@ def test_distinct_pages_script_never_repeats_a_page_in_flight() -> None:
     assert len(set(paths[:DISTINCT_PAGES])) == DISTINCT_PAGES
     assert paths[DISTINCT_PAGES - 1] == "GET /api/sessions?limit=50&offset=0"
     assert paths[DISTINCT_PAGES] == paths[0]
+
+
+def test_server_cpu_time_is_read_from_proc() -> None:
+    spinner = Managed()
+    spinner.process = subprocess.Popen(
+        [sys.executable, "-c", SPIN_THEN_SLEEP], stdout=subprocess.PIPE
+    )
+    try:
+        assert spinner.process.stdout is not None
+        assert spinner.process.stdout.readline() == b"spun\n"
+        # It spun for 0.3 s of CPU and now sleeps: the count holds that, and no more.
+        first = spinner.cpu_seconds()
+        assert 0.25 <= first < 2.0
+        assert spinner.cpu_seconds() - first < 0.05
+    finally:
+        spinner.stop()
+
+
+SPIN_THEN_SLEEP = """
+import sys, time
+start = time.process_time()
+while time.process_time() - start < 0.3:
+    pass
+print("spun", flush=True)
+time.sleep(30)
+"""
