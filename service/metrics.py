@@ -15,6 +15,7 @@ of a worker that died stay in the sum.
 
 from __future__ import annotations
 
+import logging
 import os
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("chatsessions.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -86,6 +89,7 @@ class Metrics:
         self._folder = Path(folder) if folder else _folder_from_environment()
         file_name = f"{name or os.getpid()}{SNAPSHOT_SUFFIX}"
         self._snapshot = None if self._folder is None else self._folder / file_name
+        self._flush_failed = False
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_CountsCollector(self))
 
@@ -105,12 +109,23 @@ class Metrics:
         self.counts.counters[name] += amount
 
     def flush(self) -> None:
-        """Leave this process's counts where the other workers read them."""
+        """Leave this process's counts where the other workers read them.
+
+        A folder that cannot be written (removed, full) costs the other workers this
+        worker's latest counts, not the flusher that also flushes the logs.
+        """
         if self._snapshot is None:
             return
         partial = self._snapshot.with_suffix(".tmp")
-        partial.write_bytes(self.counts.to_json())
-        os.replace(partial, self._snapshot)
+        try:
+            partial.write_bytes(self.counts.to_json())
+            os.replace(partial, self._snapshot)
+        except OSError as error:
+            if not self._flush_failed:
+                log.warning("metrics counts not written to %s: %s", self._folder, error)
+            self._flush_failed = True
+        else:
+            self._flush_failed = False
 
     def total(self) -> Counts:
         """This process's counts plus the last ones of every other worker."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+
+import pytest
 
 from service.metrics import Metrics
 
@@ -88,3 +91,25 @@ def test_workers_sharing_a_folder_each_count_once(tmp_path: Path) -> None:
     # A worker that is gone still counts; its last counts stay in the sum.
     del first
     assert sample(second.render().decode(), requests) == 4.0
+
+
+def test_an_unwritable_folder_is_logged_once_and_counting_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    metrics = Metrics(str(folder), "worker")
+    folder.rmdir()
+    metrics.observe("GET", "/api/sessions", 200, 0.001)
+    with caplog.at_level(logging.WARNING, logger="chatsessions.metrics"):
+        metrics.flush()
+        metrics.flush()
+    assert [r.getMessage() for r in caplog.records].count(
+        f"metrics counts not written to {folder}: "
+        f"[Errno 2] No such file or directory: '{folder / 'worker.metrics.tmp'}'"
+    ) == 1
+    requests = 'chatsessions_requests_total{method="GET",route="/api/sessions",status="200"}'
+    assert sample(metrics.render().decode(), requests) == 1.0
+    folder.mkdir()
+    metrics.flush()
+    assert (folder / "worker.metrics.json").exists()
