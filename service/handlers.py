@@ -162,18 +162,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         channel=None if channel is None else check_channel(channel),
         active=bool_param(request, "active"),
     )
-    body = b"".join(
-        [
-            b'{"sessions":[',
-            page.items_json,
-            b'],"total":',
-            str(page.total).encode(),
-            b',"next_cursor":',
-            orjson.dumps(page.next_cursor),
-            b"}",
-        ]
-    )
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=page.json(), content_type="application/json")
 
 
 async def create_session(request: web.Request) -> web.Response:

@@ -145,12 +145,30 @@ class Message:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionPage:
     total: int
     # The page's items, already JSON, comma-separated, without the brackets.
     items_json: bytes
     next_cursor: str | None
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def json(self) -> bytes:
+        """The page as the list answers it, built once: list requests that shared a read
+        (see :mod:`service.coalesce`) share the page, and each would copy it again."""
+        if self._json is None:
+            self._json = b"".join(
+                [
+                    b'{"sessions":[',
+                    self.items_json,
+                    b'],"total":',
+                    str(self.total).encode(),
+                    b',"next_cursor":',
+                    orjson.dumps(self.next_cursor),
+                    b"}",
+                ]
+            )
+        return self._json
 
 
 class PageQuery(NamedTuple):

@@ -72,6 +72,10 @@ def test_pages_are_the_json_of_their_items(
     ]
     assert b"[" + page.items_json + b"]" == orjson.dumps(items)
     assert page.total == 1000
+    answer = {"sessions": items, "total": 1000, "next_cursor": page.next_cursor}
+    assert page.json() == orjson.dumps(answer)
+    # Built once: requests that shared the read get the same bytes object.
+    assert page.json() is page.json()
     if more and flat and flat[-1] is not None:
         assert page.next_cursor is not None
         cursor = decode_cursor(page.next_cursor)
