@@ -3,6 +3,8 @@ wrapped in :func:`service.edge.edge`."""
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from . import handlers
@@ -18,7 +20,7 @@ def setup_routes(app: web.Application) -> None:
 
     def add(method: str, path: str, handler: handlers.Handler, scope: str | None = None) -> None:
         # The template without the id pattern, as metrics and the log name the route.
-        template = path.replace(":[^/]+}", "}")
+        template = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
         route = app.router.add_route(method, path, edge(handler, template, scope))
         if scope is not None:
             scopes[route] = scope

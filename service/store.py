@@ -233,17 +233,6 @@ local function card_render(s)
 end
 """
 
-# The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
-# ingest_run applies messages[first..last], all of one session, in order: the same
-# outcome as one call per message, but the run reads the card, its score and its seen
-# message ids once, and writes the card, the index entries, the messages and the seen
-# ids once (each redis.call costs a few microseconds; per message, they were most of a
-# batch's time). A message is {session id, channel ('' if not sent), message id, time
-# ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
-# Appends per message to replies: status (1 stored, 0 message id seen before: nothing
-# changes, -1 unknown session and no channel), the message count after it, and the
-# stored message when it was seen before (else ''). Returns the session (a parsed card,
-# nil if none) and its score.
 # A user message whose content is ASCII sends this instead of its auto title: the
 # script derives the title itself, and only for the message that gets to set it (the
 # first stored user message of a session without a title). Working out every user
@@ -290,6 +279,17 @@ local function message_title(title, stored)
 end
 """.replace("AUTO_TITLE_LENGTH", str(AUTO_TITLE_LENGTH)).replace("DERIVE_TITLE", DERIVE_TITLE)
 
+# The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
+# ingest_run applies messages[first..last], all of one session, in order: the same
+# outcome as one call per message, but the run reads the card, its score and its seen
+# message ids once, and writes the card, the index entries, the messages and the seen
+# ids once (each redis.call costs a few microseconds; per message, they were most of a
+# batch's time). A message is {session id, channel ('' if not sent), message id, time
+# ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
+# Appends per message to replies: status (1 stored, 0 message id seen before: nothing
+# changes, -1 unknown session and no channel), the message count after it, and the
+# stored message when it was seen before (else ''). Returns the session (a parsed card,
+# nil if none) and its score.
 _LUA_INGEST = (
     _LUA_CARD
     + _LUA_TITLE
@@ -577,9 +577,6 @@ def _lua_fold_table() -> str:
 # Messages per INGEST_MANY call: long enough to save commands, short enough that one
 # call holds Redis for a few milliseconds at most.
 BATCH_CHUNK = 100
-# Packed commands kept for reuse (see SessionStore._packed): a page each for the
-# namespaces, channels, offsets and limits in use; forgotten all at once when full.
-PACKED_COMMANDS_KEPT = 4096
 MULTI = pack([("MULTI",)])
 EXEC = pack([("EXEC",)])
 SEARCH_SESSIONS = 200
@@ -783,7 +780,6 @@ class SessionStore:
             None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis, timeout)
         )
         self._initialized = not self._cluster
-        self._packed_commands: dict[tuple[Any, ...], bytes] = {}
         self._init_lock = asyncio.Lock()
         self._ingest = redis.register_script(INGEST)
         self._ingest_many = redis.register_script(INGEST_MANY)
@@ -989,13 +985,11 @@ class SessionStore:
         else it builds the page itself. Either way the page is one round trip.
         """
         commands: list[Command] = [
-            self._packed(("ZCARD", zset)),
+            ("ZCARD", zset),
             ("ZCOUNT", zset, cutoff, "+inf"),
-            self._packed(
-                (
-                    "SORT_RO", zset, "BY", "nosort", "LIMIT", start, limit, "DESC",
-                    "GET", "#", "GET", keys.card_pattern,
-                )
+            (
+                "SORT_RO", zset, "BY", "nosort", "LIMIT", start, limit, "DESC",
+                "GET", "#", "GET", keys.card_pattern,
             ),
         ]  # fmt: skip
         if after is not None:
@@ -1008,16 +1002,6 @@ class SessionStore:
         end = total if active is None else n_active
         size = max(min(end - start, limit), 0)
         return _page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
-
-    def _packed(self, command: tuple[Any, ...]) -> bytes:
-        """``command`` packed once: a page's SORT and ZCARD come back with every request
-        for the same page, and packing them was a twentieth of a list request."""
-        packed = self._packed_commands.get(command)
-        if packed is None:
-            if len(self._packed_commands) >= PACKED_COMMANDS_KEPT:
-                self._packed_commands.clear()
-            packed = self._packed_commands[command] = pack([command])
-        return packed
 
     async def _transaction(self, commands: Sequence[Command], script: AsyncScript) -> Any:
         """MULTI/EXEC of ``commands``, loading ``script`` if an EVALSHA among them lacks it."""
