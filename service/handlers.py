@@ -224,9 +224,8 @@ def count_ingested(request: web.Request, outcomes: list[tuple[bool, int]]) -> No
 
 
 def ingest_response(result: IngestResult) -> web.Response:
-    return json_response(
-        {"message": result.message.as_dict(), "session": result.session.as_dict()},
-        status=201 if result.created else 200,
+    return web.Response(
+        body=result.json(), status=201 if result.created else 200, content_type="application/json"
     )
 
 
@@ -244,7 +243,7 @@ async def add_message(request: web.Request) -> web.Response:
     result = await request.app[STORE].add_message(
         namespace_of(request), session_id, message, now=now
     )
-    count_ingested(request, [(result.created, result.session.message_count)])
+    count_ingested(request, [(result.created, result.message_count)])
     return ingest_response(result)
 
 

@@ -1,6 +1,7 @@
 """A list page assembled from SORT's [id, card, …] reply is exactly the JSON orjson would
 write for the same items: ids with quotes or backslashes, any title, any split between
-active and inactive items, cards gone missing under their index entries."""
+active and inactive items, cards gone missing under their index entries. So is the
+session of an ingest answer, joined from its card."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from service.store import (
     TITLE_AUTO,
     TITLE_DEFAULT,
     TITLE_USER,
+    IngestResult,
+    Message,
     _page_of,
     card_item,
+    card_message_count,
     card_score,
     decode_cursor,
     render_card,
+    session_json,
+    session_of,
 )
 
 # Session ids as check_session_id admits them: no control characters, no surrogates.
@@ -29,6 +35,20 @@ session_ids = st.text(
 titles = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
 channels = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 times = st.integers(min_value=0, max_value=4_102_444_800_000)
+
+
+@st.composite
+def cards(draw: st.DrawFn) -> bytes:
+    source = draw(st.sampled_from([TITLE_DEFAULT, TITLE_AUTO, TITLE_USER]))
+    created, updated = sorted((draw(times), draw(times)))
+    return render_card(
+        source,
+        draw(titles),
+        format_time(created),
+        format_time(updated),
+        draw(st.integers(0, 10**6)),
+        draw(channels),
+    )
 
 
 @st.composite
@@ -43,16 +63,7 @@ def sort_replies(draw: st.DrawFn) -> tuple[list[Any], list[dict[str, Any] | None
             flat.append(None)
             expected.append(None)
             continue
-        source = draw(st.sampled_from([TITLE_DEFAULT, TITLE_AUTO, TITLE_USER]))
-        created, updated = sorted((draw(times), draw(times)))
-        card = render_card(
-            source,
-            draw(titles),
-            format_time(created),
-            format_time(updated),
-            draw(st.integers(0, 10**6)),
-            draw(channels),
-        )
+        card = draw(cards())
         flat.append(card)
         expected.append({"id": session_id, **card_item(card)})
     return flat, expected
@@ -84,3 +95,31 @@ def test_pages_are_the_json_of_their_items(
         assert cursor.rank == first + len(expected)
     elif not more:
         assert page.next_cursor is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | titles,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(titles, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    session_ids,
+    cards(),
+    st.booleans(),
+    st.none() | st.dictionaries(titles, json_values, min_size=1, max_size=4),
+    titles,
+)
+def test_an_ingest_answer_is_the_json_of_its_message_and_session(
+    session_id: str, card: bytes, active: bool, metadata: dict[str, Any] | None, content: str
+) -> None:
+    meta = orjson.dumps(metadata) if metadata else None
+    session = session_of(session_id, card, active, meta)
+    assert session_json(session_id, card, active, meta) == orjson.dumps(session.as_dict())
+    message = Message("m-1", "user", content, "2024-01-15T10:30:00Z", metadata or {})
+    result = IngestResult(True, message, session_id, card, active, meta)
+    assert result.session == session
+    assert result.message_count == card_message_count(card) == session.message_count
+    answer = {"message": message.as_dict(), "session": session.as_dict()}
+    assert result.json() == orjson.dumps(answer)
