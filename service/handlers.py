@@ -215,12 +215,12 @@ async def delete_session(request: web.Request) -> web.Response:
 # --- messages -----------------------------------------------------------------------------
 
 
-def count_ingested(request: web.Request, outcomes: list[tuple[bool, int]]) -> None:
-    """Metrics for stored messages: (created, message count after it) per message."""
-    stored = [message_count for created, message_count in outcomes if created]
-    metrics = request.app[METRICS]
-    metrics.count("messages_ingested", len(stored))
-    metrics.count("sessions_created", stored.count(1))
+def count_ingested(request: web.Request, messages: int, sessions: int) -> None:
+    """Metrics for ``messages`` stored, ``sessions`` of which each began a session."""
+    if messages:
+        metrics = request.app[METRICS]
+        metrics.count("messages_ingested", messages)
+        metrics.count("sessions_created", sessions)
 
 
 def ingest_response(result: IngestResult) -> web.Response:
@@ -243,7 +243,8 @@ async def add_message(request: web.Request) -> web.Response:
     result = await request.app[STORE].add_message(
         namespace_of(request), session_id, message, now=now
     )
-    count_ingested(request, [(result.created, result.message_count)])
+    if result.created:
+        count_ingested(request, 1, int(result.message_count == 1))
     return ingest_response(result)
 
 
@@ -289,10 +290,9 @@ async def add_messages(request: web.Request) -> web.Response:
         valid.append((session_id, message))
         positions.append(position)
     stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now)
-    count_ingested(
-        request,
-        [(o.created, o.message_count) for o in stored if isinstance(o, BatchOutcome)],
-    )
+    # The session's message count after each message stored.
+    new_counts = [o.message_count for o in stored if isinstance(o, BatchOutcome) and o.created]
+    count_ingested(request, len(new_counts), new_counts.count(1))
     for position, (session_id, _), outcome in zip(positions, valid, stored, strict=True):
         results[position] = batch_result(session_id, outcome)
     counts = {"created": 0, "duplicates": 0, "failed": 0}

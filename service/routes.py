@@ -40,13 +40,15 @@ def setup_routes(app: web.Application) -> None:
     # Before the {session_id} routes, so that "search" is not taken for an id.
     add("GET", "/api/sessions/search", handlers.search_sessions, READ)
     add("POST", "/api/messages", handlers.add_messages, WRITE)
+    # aiohttp tries the routes under /api/sessions in the order they were added, each
+    # with a regular expression: ingest, the busiest, comes first after the list.
+    add("POST", SESSION + "/messages", handlers.add_message, WRITE)
+    add("GET", SESSION + "/messages", handlers.history, READ)
     add("GET", SESSION, handlers.get_session, READ)
     add("PATCH", SESSION, handlers.rename_session, WRITE)
     add("DELETE", SESSION, handlers.delete_session, DELETE)
     add("POST", SESSION + "/title", handlers.set_title, WRITE)
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
-    add("POST", SESSION + "/messages", handlers.add_message, WRITE)
-    add("GET", SESSION + "/messages", handlers.history, READ)
     add("GET", SESSION + "/export", handlers.export_session, READ)
     # Last: whatever no route above takes.
     app.router.add_route("*", "/{path:.*}", edge(unmatched, UNMATCHED))

@@ -866,7 +866,12 @@ class SessionStore:
         show up in a profile of a list request.
         """
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        return (await self._loading(script, lambda: self._exchange([command])))[0]
+        # Not through _loading: every layer of coroutine is paid again per request.
+        try:
+            return (await self._exchange([command]))[0]
+        except redis_errors.NoScriptError:
+            await self._load(script)
+            return (await self._exchange([command]))[0]
 
     async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
         """``send()``, and once more after loading ``script`` if Redis did not have it."""
@@ -895,8 +900,14 @@ class SessionStore:
         is retried once on a fresh one, as redis-py's retry would. The cluster client
         sends one command.
         """
-        if self._link is not None:
-            replies = await self._all_replies(commands)
+        link = self._link
+        if link is not None:
+            packed = pack(commands)
+            try:
+                replies = await link.exchange(packed, len(commands))
+            except redis_errors.ConnectionError:
+                # As _all_replies: once more, the last connection may have died with a restart.
+                replies = await link.exchange(packed, len(commands))
             _raise_first_error(replies)
             return replies
         pool = self._pool
