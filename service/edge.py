@@ -17,11 +17,11 @@ import time
 from aiohttp import web
 
 from .appkeys import ACCESS_LOG, METRICS, PRINCIPAL, RATE_LIMITER, SETTINGS, TOKENS
-from .auth import Principal, parse_bearer
+from .auth import Principal, TokenRegistry, parse_bearer
 from .errors import ApiError, error_response
 from .handlers import Handler
 from .models import InvalidInput
-from .ratelimit import retry_after_header
+from .ratelimit import RateLimiter, retry_after_header
 from .store import (
     ChannelRequired,
     InvalidCursor,
@@ -108,7 +108,9 @@ def preflight_answer(origin: str, allowed: bool) -> web.Response:
     )
 
 
-def authorize(request: web.Request, scope: str | None) -> Principal:
+def authorize(
+    request: web.Request, scope: str | None, tokens: TokenRegistry, limiter: RateLimiter | None
+) -> Principal:
     """The caller of an /api request, who holds ``scope`` (None: any valid token will do)."""
     token = parse_bearer(request.headers.get("Authorization"))
     if token is None:
@@ -117,8 +119,7 @@ def authorize(request: web.Request, scope: str | None) -> Principal:
             "Missing bearer token: send the header Authorization: Bearer <token>.",
             {"WWW-Authenticate": BEARER_CHALLENGE},
         )
-    app = request.app
-    principal = app[TOKENS].resolve(token)
+    principal = tokens.resolve(token)
     if principal is None:
         raise ApiError(
             401,
@@ -127,7 +128,6 @@ def authorize(request: web.Request, scope: str | None) -> Principal:
         )
     if scope is not None and scope not in principal.scopes:
         raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
-    limiter = app.get(RATE_LIMITER)
     if limiter is not None:
         wait = limiter.retry_after(principal.name)
         if wait > 0:
@@ -140,16 +140,18 @@ def authorize(request: web.Request, scope: str | None) -> Principal:
     return principal
 
 
-def edge(handler: Handler, route: str, scope: str | None = None) -> Handler:
-    """``handler`` as requests meet it; ``route`` is its template, for metrics and the log
-    (never the ids in a path), and ``scope`` what an /api request must hold."""
+def edge(app: web.Application, handler: Handler, route: str, scope: str | None = None) -> Handler:
+    """``handler`` as requests of ``app`` meet it; ``route`` is its template, for metrics
+    and the log (never the ids in a path), and ``scope`` what an /api request must hold."""
+    # Looked up once, not per request: each app[...] is a call into Python.
+    origins = app[SETTINGS].cors_origins
+    tokens, metrics, access_log = app[TOKENS], app[METRICS], app[ACCESS_LOG]
+    limiter = app.get(RATE_LIMITER)
 
     async def answer(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        app = request.app
         status = 500
         try:
-            origins = app[SETTINGS].cors_origins
             origin = request.headers.get("Origin") if origins else None
             allowed = origin is not None and (origin in origins or "*" in origins)
             if (
@@ -162,7 +164,7 @@ def edge(handler: Handler, route: str, scope: str | None = None) -> Handler:
                 try:
                     path = request.path
                     if path == "/api" or path.startswith("/api/"):
-                        request[PRINCIPAL] = authorize(request, scope)
+                        request[PRINCIPAL] = authorize(request, scope, tokens, limiter)
                     response = await handler(request)
                 except Exception as error:
                     if isinstance(error, web.HTTPException) and error.status < 400:
@@ -182,8 +184,8 @@ def edge(handler: Handler, route: str, scope: str | None = None) -> Handler:
             elapsed = time.perf_counter() - started
             # Any token is a valid HTTP method: a label per stranger would grow without bound.
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            app[METRICS].observe(method, route, status, elapsed)
-            app[ACCESS_LOG].record(method, route, status, elapsed * 1000)
+            metrics.observe(method, route, status, elapsed)
+            access_log.record(method, route, status, elapsed * 1000)
 
     return answer
 

@@ -244,7 +244,7 @@ async def add_message(request: web.Request) -> web.Response:
         namespace_of(request), session_id, message, now=now
     )
     if result.created:
-        count_ingested(request, 1, int(result.message_count == 1))
+        count_ingested(request, 1, int(result.began_session))
     return ingest_response(result)
 
 

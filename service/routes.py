@@ -21,13 +21,13 @@ def setup_routes(app: web.Application) -> None:
     def add(method: str, path: str, handler: handlers.Handler, scope: str | None = None) -> None:
         # The template without the id pattern, as metrics and the log name the route.
         template = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
-        route = app.router.add_route(method, path, edge(handler, template, scope))
+        route = app.router.add_route(method, path, edge(app, handler, template, scope))
         if scope is not None:
             scopes[route] = scope
 
     def probe(path: str, handler: handlers.Handler) -> None:
         # GET and HEAD, for load balancers and health checks that only ask for headers.
-        app.router.add_get(path, edge(handler, path))
+        app.router.add_get(path, edge(app, handler, path))
 
     probe("/healthz", handlers.healthz)
     probe("/readyz", handlers.readyz)
@@ -51,4 +51,4 @@ def setup_routes(app: web.Application) -> None:
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
     add("GET", SESSION + "/export", handlers.export_session, READ)
     # Last: whatever no route above takes.
-    app.router.add_route("*", "/{path:.*}", edge(unmatched, UNMATCHED))
+    app.router.add_route("*", "/{path:.*}", edge(app, unmatched, UNMATCHED))

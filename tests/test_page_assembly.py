@@ -46,7 +46,7 @@ def cards(draw: st.DrawFn) -> bytes:
         draw(titles),
         format_time(created),
         format_time(updated),
-        draw(st.integers(0, 10**6)),
+        draw(st.integers(0, 3) | st.integers(0, 10**6)),
         draw(channels),
     )
 
@@ -121,5 +121,6 @@ def test_an_ingest_answer_is_the_json_of_its_message_and_session(
     result = IngestResult(True, message, session_id, card, active, meta)
     assert result.session == session
     assert result.message_count == card_message_count(card) == session.message_count
+    assert result.began_session == (session.message_count == 1)
     answer = {"message": message.as_dict(), "session": session.as_dict()}
     assert result.json() == orjson.dumps(answer)
