@@ -401,26 +401,39 @@ end
 )
 
 # KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash, KEYS[5] meta
-# ARGV[1] session id, ARGV[2] channel ('' if not sent), ARGV[3] channel key prefix,
-# ARGV[4] message id, ARGV[5] message time ms, ARGV[6] message time RFC 3339,
-# ARGV[7] stored message, ARGV[8] auto title as JSON, DERIVE_TITLE, or '' for none,
-# ARGV[9] default title as JSON
+# ARGV[1] the message's fields, joined by NUL bytes (INGEST_FIELDS), ARGV[2] stored message
 # Returns {status, card, score, stored message, metadata or false}, or {-1} (see
 # _LUA_INGEST).
 INGEST = (
     _LUA_INGEST
     + """
+local fields, start = {}, 1
+while true do
+  local stop = string.find(ARGV[1], '\\0', start, true)
+  fields[#fields + 1] = string.sub(ARGV[1], start, (stop or 0) - 1)
+  if not stop then break end
+  start = stop + 1
+end
+local session_id, channel, channel_prefix, message_id, ms, time_text, title, default_title =
+  unpack(fields)
 local replies = {}
-local message = {ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]}
-local s, score = ingest_run(KEYS[1], KEYS[3], KEYS[4], KEYS[2], ARGV[3], ARGV[9],
+local message = {session_id, channel, message_id, ms, time_text, ARGV[2], title}
+local s, score = ingest_run(KEYS[1], KEYS[3], KEYS[4], KEYS[2], channel_prefix, default_title,
   {message}, 1, 1, replies)
 local status, stored = replies[1], replies[3]
 if status < 0 then return {-1} end
-if status == 1 then stored = ARGV[7] end
+if status == 1 then stored = ARGV[2] end
 return {status, card_render(s), score and string.format('%d', score) or false, stored,
   redis.call('GET', KEYS[5])}
 """
 )
+# INGEST's first argument: session id, channel ('' if not sent), channel key prefix,
+# message id, message time ms, message time RFC 3339, auto title (auto_title_arg), default
+# title as JSON. One argument, not eight: hiredis packs each argument with a sprintf, and
+# eight more were a twentieth of a single ingest's instructions. None of them holds a NUL
+# byte: ids and channels hold no control characters, and the titles are JSON.
+INGEST_FIELDS_SEPARATOR = "\0"
+DEFAULT_TITLE_FIELD = DEFAULT_TITLE_JSON.decode()
 
 # KEYS[1] index
 # ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
@@ -1064,19 +1077,17 @@ class SessionStore:
         return self._session(session_id, card, score, meta or None, now)
 
     def _ingest_args(self, keys: Keys, session_id: str, message: MessageIn) -> list[Any]:
-        stored = stored_message(message)
-        title = auto_title_arg(message)
-        return [
+        fields = [
             session_id,
             message.channel or "",
             keys.channel_prefix,
             message.id,
-            message.timestamp_ms,
+            str(message.timestamp_ms),
             format_time(message.timestamp_ms),
-            stored,
-            title,
-            DEFAULT_TITLE_JSON,
+            auto_title_arg(message),
+            DEFAULT_TITLE_FIELD,
         ]
+        return [INGEST_FIELDS_SEPARATOR.join(fields), stored_message(message)]
 
     def _ingest_keys(self, keys: Keys, session_id: str) -> list[str]:
         return [

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from service.models import MessageIn, format_time
+from service.models import MessageIn, auto_title, format_time
 from service.store import (
     ChannelRequired,
     Cursor,
@@ -121,6 +121,23 @@ async def test_unknown_session_needs_a_channel(store: SessionStore) -> None:
     await store.add_message("default", "s1", message("m1"), now=NOW)
     r = await store.add_message("default", "s1", message("m2", channel=None), now=NOW)
     assert r.session.channel == "web"
+
+
+@pytest.mark.parametrize("odd", ODD_IDS)
+async def test_odd_message_fields_reach_the_script_whole(store: SessionStore, odd: str) -> None:
+    # The script gets a message's short fields joined by NUL bytes: none may split them.
+    content = f"\x00 {odd} \x01\x1f"
+    sent = MessageIn(odd, "user", content, NOW + 7, {"k": "\x00"}, "tele.gram_1-x")
+    result = await store.add_message("default", odd, sent, now=NOW)
+    assert result.created and result.message.id == odd
+    session = result.session
+    assert (session.id, session.channel) == (odd, "tele.gram_1-x")
+    assert session.title == auto_title(content) and "\x00" in session.title
+    assert session.updated_at == format_time(NOW + 7)
+    [stored] = (await store.history("default", odd, limit=5, before=None)).messages
+    assert (stored.id, stored.content, stored.metadata) == (odd, content, {"k": "\x00"})
+    again = await store.add_message("default", odd, sent, now=NOW)
+    assert not again.created and again.session.message_count == 1
 
 
 @pytest.mark.parametrize("session_id", ODD_IDS)
