@@ -740,6 +740,9 @@ class Keys:
         self.card_prefix = self.prefix + "card:"
         # SORT's GET pattern: the first '*' takes the member, and a namespace has none.
         self.card_pattern = self.card_prefix + "*"
+        self.messages_prefix = self.prefix + "messages:"
+        self.seen_prefix = self.prefix + "seen:"
+        self.meta_prefix = self.prefix + "meta:"
 
     def card(self, session_id: str) -> str:
         return self.card_prefix + session_id
@@ -748,13 +751,23 @@ class Keys:
         return self.channel_prefix + channel
 
     def messages(self, session_id: str) -> str:
-        return f"{self.prefix}messages:{session_id}"
+        return self.messages_prefix + session_id
 
     def seen(self, session_id: str) -> str:
-        return f"{self.prefix}seen:{session_id}"
+        return self.seen_prefix + session_id
 
     def meta(self, session_id: str) -> str:
-        return f"{self.prefix}meta:{session_id}"
+        return self.meta_prefix + session_id
+
+    def ingest(self, session_id: str) -> list[str]:
+        """The keys of INGEST, in its order (without a method call per key)."""
+        return [
+            self.card_prefix + session_id,
+            self.index,
+            self.messages_prefix + session_id,
+            self.seen_prefix + session_id,
+            self.meta_prefix + session_id,
+        ]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -1089,15 +1102,6 @@ class SessionStore:
         ]
         return [INGEST_FIELDS_SEPARATOR.join(fields), stored_message(message)]
 
-    def _ingest_keys(self, keys: Keys, session_id: str) -> list[str]:
-        return [
-            keys.card(session_id),
-            keys.index,
-            keys.messages(session_id),
-            keys.seen(session_id),
-            keys.meta(session_id),
-        ]
-
     def _ingest_result(
         self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
     ) -> IngestResult:
@@ -1127,7 +1131,7 @@ class SessionStore:
         reply = await self._call(
             lambda: self._script(
                 self._ingest,
-                self._ingest_keys(keys, session_id),
+                keys.ingest(session_id),
                 self._ingest_args(keys, session_id, message),
             )
         )
@@ -1150,8 +1154,8 @@ class SessionStore:
         keys = keys_of(namespace)
         head: list[Any] = [
             keys.channel_prefix,
-            keys.prefix + "messages:",
-            keys.prefix + "seen:",
+            keys.messages_prefix,
+            keys.seen_prefix,
             DEFAULT_TITLE_JSON,
         ]
         session_ids = [session_id for session_id, _ in items]
@@ -1244,7 +1248,7 @@ class SessionStore:
                     SEARCH_SESSIONS,
                     SEARCH_MESSAGES,
                     SEARCH_MESSAGES_PER_SESSION,
-                    keys.prefix + "messages:",
+                    keys.messages_prefix,
                     "1" if _reads_same_in_json(query) else "0",
                     SEARCH_BYTES,
                     keys.card_prefix,
@@ -1715,8 +1719,8 @@ class InvariantChecker:
                     )
             for stray in sorted(m for m in members if channel_of.get(m) != channel):
                 report.problems.append(f"{channel} index holds {stray!r}, not a {channel} session")
-        async for key in self._redis.scan_iter(match=keys.prefix + "messages:*", count=1000):
-            session_id = _text(key)[len(keys.prefix + "messages:") :]
+        async for key in self._redis.scan_iter(match=keys.messages_prefix + "*", count=1000):
+            session_id = _text(key)[len(keys.messages_prefix) :]
             if session_id not in cards:
                 report.problems.append(f"messages of {session_id!r} remain without a session")
         return report
