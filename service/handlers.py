@@ -13,7 +13,7 @@ from aiohttp import web
 from .appkeys import METRICS, OPENAPI, PRINCIPAL, SETTINGS, STORE
 from .errors import ApiError
 from .export import exporter
-from .metrics import CONTENT_TYPE
+from .metrics import CONTENT_TYPE, Metrics
 from .models import (
     InvalidInput,
     check_channel,
@@ -85,9 +85,9 @@ def bool_param(request: web.Request, name: str) -> bool | None:
     raise InvalidInput(f"{name} must be true or false.")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, refused cleanly when it is not JSON or too large."""
-    limit = request.app[SETTINGS].max_body_bytes
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body as JSON, refused cleanly when it is not JSON or larger than
+    ``limit`` bytes (the app's max_body_bytes, which aiohttp enforces as it reads)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"Body is larger than the limit of {limit} bytes.")
     content_type = request.content_type
@@ -105,8 +105,8 @@ async def read_json(request: web.Request) -> Any:
         raise ApiError(400, f"Body is not valid JSON: {error}.") from None
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
-    body = await read_json(request)
+async def read_object(request: web.Request, limit: int) -> dict[str, Any]:
+    body = await read_json(request, limit)
     if not isinstance(body, dict):
         raise InvalidInput("Body must be a JSON object.")
     return body
@@ -166,8 +166,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def create_session(request: web.Request) -> web.Response:
-    body = await read_object(request)
     settings = request.app[SETTINGS]
+    body = await read_object(request, settings.max_body_bytes)
     raw_id = body.get("id")
     session_id = f"session_{uuid.uuid4().hex[:16]}" if raw_id is None else check_session_id(raw_id)
     raw_title = body.get("title")
@@ -191,8 +191,9 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def rename_session(request: web.Request) -> web.Response:
-    body = await read_object(request)
-    session = await request.app[STORE].rename_session(
+    app = request.app
+    body = await read_object(request, app[SETTINGS].max_body_bytes)
+    session = await app[STORE].rename_session(
         namespace_of(request),
         path_session_id(request),
         check_title(body.get("title")),
@@ -215,10 +216,9 @@ async def delete_session(request: web.Request) -> web.Response:
 # --- messages -----------------------------------------------------------------------------
 
 
-def count_ingested(request: web.Request, messages: int, sessions: int) -> None:
+def count_ingested(metrics: Metrics, messages: int, sessions: int) -> None:
     """Metrics for ``messages`` stored, ``sessions`` of which each began a session."""
     if messages:
-        metrics = request.app[METRICS]
         metrics.count("messages_ingested", messages)
         metrics.count("sessions_created", sessions)
 
@@ -230,9 +230,11 @@ def ingest_response(result: IngestResult) -> web.Response:
 
 
 async def add_message(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
+    # request.app is two calls into Python each time: looked up once.
+    app = request.app
+    settings = app[SETTINGS]
     session_id = path_session_id(request)
-    body = await read_json(request)
+    body = await read_json(request, settings.max_body_bytes)
     now = now_ms()
     message = parse_message(
         body,
@@ -240,11 +242,9 @@ async def add_message(request: web.Request) -> web.Response:
         max_metadata_bytes=settings.max_metadata_bytes,
         received_ms=now,
     )
-    result = await request.app[STORE].add_message(
-        namespace_of(request), session_id, message, now=now
-    )
+    result = await app[STORE].add_message(namespace_of(request), session_id, message, now=now)
     if result.created:
-        count_ingested(request, 1, int(result.began_session))
+        count_ingested(app[METRICS], 1, int(result.began_session))
     return ingest_response(result)
 
 
@@ -263,7 +263,7 @@ async def history(request: web.Request) -> web.Response:
 async def add_messages(request: web.Request) -> web.Response:
     """Batch ingest: every valid item goes in one pipelined round trip, each answered."""
     settings = request.app[SETTINGS]
-    body = await read_object(request)
+    body = await read_object(request, settings.max_body_bytes)
     items = body.get("messages")
     if not isinstance(items, list) or not items:
         raise InvalidInput("messages must be a non-empty list of message objects.")
@@ -292,7 +292,7 @@ async def add_messages(request: web.Request) -> web.Response:
     stored = await request.app[STORE].add_messages(namespace_of(request), valid, now=now)
     # The session's message count after each message stored.
     new_counts = [o.message_count for o in stored if isinstance(o, BatchOutcome) and o.created]
-    count_ingested(request, len(new_counts), new_counts.count(1))
+    count_ingested(request.app[METRICS], len(new_counts), new_counts.count(1))
     for position, (session_id, _), outcome in zip(positions, valid, stored, strict=True):
         results[position] = batch_result(session_id, outcome)
     counts = {"created": 0, "duplicates": 0, "failed": 0}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -196,11 +196,19 @@ class RedisLink:
             deadline,
         )
 
-    async def exchange(self, packed: bytes, expected: int) -> list[Any]:
-        """Send packed commands and return their ``expected`` replies (errors as values)."""
+    def exchange(self, packed: bytes, expected: int) -> Awaitable[list[Any]]:
+        """Send packed commands; awaited, their ``expected`` replies (errors as values).
+
+        Not a coroutine: while connected, the caller awaits the reply's future itself,
+        one coroutine less per round trip.
+        """
         protocol = self._protocol
         if protocol is None or protocol.lost:
-            protocol = await self._connect()
+            return self._connect_and_send(packed, expected)
+        return protocol.send(packed, expected)
+
+    async def _connect_and_send(self, packed: bytes, expected: int) -> list[Any]:
+        protocol = await self._connect()
         return await protocol.send(packed, expected)
 
     async def aclose(self) -> None:
