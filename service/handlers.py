@@ -220,6 +220,7 @@ def count_ingested(metrics: Metrics, messages: int, sessions: int) -> None:
     """Metrics for ``messages`` stored, ``sessions`` of which each began a session."""
     if messages:
         metrics.count("messages_ingested", messages)
+    if sessions:
         metrics.count("sessions_created", sessions)
 
 
