@@ -210,6 +210,29 @@ async def test_limits_on_content_and_metadata(api: Api) -> None:
     assert "the limit is 8192" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 201),
+        ("application/json; charset=utf-8", 201),
+        ("Application/JSON", 201),
+        ("application/vnd.api+json", 201),
+        (" application/json ", 201),
+        ("application/jsonx", 415),
+        ("text/json", 415),
+        ("application/x-www-form-urlencoded", 415),
+    ],
+)
+async def test_json_bodies_are_known_by_their_content_type(
+    api: Api, content_type: str, status: int
+) -> None:
+    body = b'{"role":"user","content":"hi","channel":"web"}'
+    answer, _ = await api.call(
+        "POST", "/api/sessions/ct/messages", data=body, headers={"Content-Type": content_type}
+    )
+    assert answer == status
+
+
 async def test_body_errors(api: Api) -> None:
     path = "/api/sessions/s1/messages"
     headers = {"Content-Type": "application/json"}
