@@ -66,13 +66,18 @@ TITLE_AUTO = "\x07"
 TITLE_USER = "\x0e"
 TITLE_SOURCES = {TITLE_DEFAULT: "default", TITLE_AUTO: "auto", TITLE_USER: "user"}
 TITLE_SOURCE_FLAGS = tuple(flag.encode() for flag in TITLE_SOURCES)
-# What a card's markers stand for in a list item.
-CARD_MARKERS = (
-    (b"\x01", b',"created_at":"'),
-    (b"\x02", b'","updated_at":"'),
-    (b"\x03", b'","message_count":'),
-    (b"\x04", b',"channel":"'),
-)
+
+
+def markers_to_json(cards: bytes) -> bytes:
+    """Cards with their markers replaced by the JSON between their fields, as a list
+    item has them (the replaces spelled out: a loop over pairs took thirty more
+    bytecodes a request)."""
+    return (
+        cards.replace(b"\x01", b',"created_at":"')
+        .replace(b"\x02", b'","updated_at":"')
+        .replace(b"\x03", b'","message_count":')
+        .replace(b"\x04", b',"channel":"')
+    )
 
 
 class StoreError(Exception):
@@ -1457,15 +1462,12 @@ SESSION_TAILS = {
 def session_json(session_id: str, card: bytes, active: bool, meta: bytes | None) -> bytes:
     """``Session.as_dict()`` as JSON, joined from the card: the card's fields are already
     JSON once its markers are replaced, and the metadata is stored as orjson wrote it."""
-    fields = card[1:]
-    for marker, name in CARD_MARKERS:
-        fields = fields.replace(marker, name)
     return b"".join(
         [
             b'{"id":',
             orjson.dumps(session_id),
             b',"title":',
-            fields,
+            markers_to_json(card[1:]),
             SESSION_TAILS[card[0], active],
             meta or b"{}",
             b"}",
@@ -1536,8 +1538,7 @@ def _page_of(total: int, first: int, n_active: int, flat: list[Any], *, more: bo
     for flag in TITLE_SOURCE_FLAGS:
         if flag in page:
             page = page.replace(flag, b"")
-    for marker, name in CARD_MARKERS:
-        page = page.replace(marker, name)
+    page = markers_to_json(page)
     next_cursor = None
     last = flat[-1] if flat else None
     if more and last is not None:
