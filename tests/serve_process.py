@@ -91,6 +91,18 @@ class ServeProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"serve did not answer in time:\n{self.log()}")
 
+    def worker_pids(self, workers: int) -> set[int]:
+        """The pids that answer /healthz, each on a fresh connection, asked until
+        ``workers`` of them have answered (or START_TIMEOUT passes): a worker that is
+        still starting takes none of the port's connections yet."""
+        pids: set[int] = set()
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(pids) < workers and time.monotonic() < deadline:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
+                pids.add(orjson.loads(response.read())["pid"])
+            time.sleep(0.01)
+        return pids
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.process is not None
         return self.process.wait(timeout)

@@ -209,7 +209,6 @@ async def test_workers_serve_against_the_cluster(cluster: ClusterProcess, tmp_pa
     service = ServeProcess(tmp_path, env=env, args=("--workers", "2")).start()
     try:
         headers = {"Authorization": f"Bearer {TEST_TOKEN}"}
-        pids = set()
         async with aiohttp.ClientSession(headers=headers) as session:
             for n in range(40):
                 async with session.post(
@@ -217,17 +216,9 @@ async def test_workers_serve_against_the_cluster(cluster: ClusterProcess, tmp_pa
                     json={"role": "user", "content": "x", "channel": "web"},
                 ) as response:
                     assert response.status == 201
-            for _ in range(200):
-                async with (
-                    aiohttp.ClientSession() as fresh,
-                    fresh.get(f"{service.url}/healthz") as response,
-                ):
-                    pids.add((await response.json())["pid"])
-                if len(pids) == 2:
-                    break
             async with session.get(f"{service.url}/api/sessions") as response:
                 body: dict[str, Any] = await response.json()
-        assert len(pids) == 2
+        assert len(await asyncio.to_thread(service.worker_pids, 2)) == 2
         assert body["total"] == 4 and {s["message_count"] for s in body["sessions"]} == {10}
     finally:
         service.stop()

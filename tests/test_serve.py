@@ -110,11 +110,7 @@ def listed_in_metrics(url: str, expected: int) -> int:
 def test_two_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     service = ServeProcess(tmp_path, env=token_env(), args=("--workers", "2")).start()
     try:
-        pids = set()
-        for _ in range(400):
-            pids.add(request(service.url + "/healthz")[1]["pid"])
-            if len(pids) == 2:
-                break
+        pids = service.worker_pids(2)
         assert len(pids) == 2, "requests never reached a second worker"
         assert service.pid not in pids
         for n in range(10):
@@ -130,7 +126,8 @@ def test_two_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
 def test_a_dying_worker_stops_the_service_loudly(tmp_path: Path) -> None:
     service = ServeProcess(tmp_path, env=token_env(), args=("--workers", "2")).start()
     try:
-        pids = {request(service.url + "/healthz")[1]["pid"] for _ in range(200)}
+        pids = service.worker_pids(2)
+        assert len(pids) == 2
         victim = pids.pop()
         os.kill(victim, signal.SIGKILL)
         assert service.wait_exit() == 1
