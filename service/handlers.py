@@ -85,9 +85,10 @@ def bool_param(request: web.Request, name: str) -> bool | None:
     raise InvalidInput(f"{name} must be true or false.")
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
-    """The request body as JSON, refused cleanly when it is not JSON or larger than
-    ``limit`` bytes (the app's max_body_bytes, which aiohttp enforces as it reads)."""
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON, refused cleanly when it is not JSON or larger than the
+    limit aiohttp enforces as it reads (the app's client_max_size: max_body_bytes)."""
+    limit = request.client_max_size
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, f"Body is larger than the limit of {limit} bytes.")
@@ -109,8 +110,8 @@ async def read_json(request: web.Request, limit: int) -> Any:
         raise ApiError(400, f"Body is not valid JSON: {error}.") from None
 
 
-async def read_object(request: web.Request, limit: int) -> dict[str, Any]:
-    body = await read_json(request, limit)
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
     if not isinstance(body, dict):
         raise InvalidInput("Body must be a JSON object.")
     return body
@@ -170,8 +171,8 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 async def create_session(request: web.Request) -> web.Response:
+    body = await read_object(request)
     settings = request.app[SETTINGS]
-    body = await read_object(request, settings.max_body_bytes)
     raw_id = body.get("id")
     session_id = f"session_{uuid.uuid4().hex[:16]}" if raw_id is None else check_session_id(raw_id)
     raw_title = body.get("title")
@@ -195,9 +196,8 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def rename_session(request: web.Request) -> web.Response:
-    app = request.app
-    body = await read_object(request, app[SETTINGS].max_body_bytes)
-    session = await app[STORE].rename_session(
+    body = await read_object(request)
+    session = await request.app[STORE].rename_session(
         namespace_of(request),
         path_session_id(request),
         check_title(body.get("title")),
@@ -239,7 +239,7 @@ async def add_message(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     session_id = path_session_id(request)
-    body = await read_json(request, settings.max_body_bytes)
+    body = await read_json(request)
     now = now_ms()
     message = parse_message(
         body,
@@ -268,7 +268,7 @@ async def history(request: web.Request) -> web.Response:
 async def add_messages(request: web.Request) -> web.Response:
     """Batch ingest: every valid item goes in one pipelined round trip, each answered."""
     settings = request.app[SETTINGS]
-    body = await read_object(request, settings.max_body_bytes)
+    body = await read_object(request)
     items = body.get("messages")
     if not isinstance(items, list) or not items:
         raise InvalidInput("messages must be a non-empty list of message objects.")

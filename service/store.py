@@ -211,9 +211,8 @@ class IngestResult:
 
     @property
     def began_session(self) -> bool:
-        """Whether the message was the session's first: its card counts one message (the
-        count is the only field between the \x03 and \x04 markers)."""
-        return self.created and b"\x031\x04" in self.card
+        """Whether the message was the session's first."""
+        return self.created and self.message_count == 1
 
     def json(self) -> bytes:
         """The answer: ``{"message": …, "session": …}``."""
@@ -406,7 +405,8 @@ end
 )
 
 # KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash, KEYS[5] meta
-# ARGV[1] the message's fields, joined by NUL bytes (INGEST_FIELDS), ARGV[2] stored message
+# ARGV[1] the message's fields, joined by NUL bytes (INGEST_FIELDS_SEPARATOR), ARGV[2]
+# stored message
 # Returns {status, card, score, stored message, metadata or false}, or {-1} (see
 # _LUA_INGEST).
 INGEST = (
