@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -15,12 +16,14 @@ from redis.asyncio import Redis
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
+    Row,
     read_pages,
     redis_usec_per_page,
+    report,
     seed_sessions,
 )
 from bench.instructions import dumped_instructions
-from bench.load import pages_script, parse_wrk
+from bench.load import LoadResult, pages_script, parse_wrk
 from bench.servers import Managed
 from service.store import InvariantChecker, SessionStore
 
@@ -150,3 +153,21 @@ while time.process_time() - start < 0.3:
 print("spun", flush=True)
 time.sleep(30)
 """
+
+
+def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
+    def result(rps: float) -> LoadResult:
+        return LoadResult(rps, 1.0, 2.0, 0, "wrk", cpu_us_per_request=1e6 / rps)
+
+    first = Row("first page", 1000, [result(600), result(480)], [result(1000), result(800)])
+    cursor = Row("cursor page", 1000, [result(450)], [result(500)])
+    assert first.ratios == [0.6, 0.6]
+    assert first.cpu_ratios == pytest.approx([0.6, 0.6])
+
+    harness = SimpleNamespace(rows=[first, cursor], notes=[])
+    table = report(harness)  # type: ignore[arg-type]
+    assert "| first page | 1,000 | 540 |" in table
+    assert "| cursor page | 1,000 | 450 | 1.00 | 2.00 | - | 1.00 | 0.90 (0.90-0.90) |" in table
+    # One baseline line per page size, over the bare rounds of every case of that size.
+    (bare_line,) = [line for line in table.splitlines() if line.startswith("| bare")]
+    assert bare_line.startswith("| bare aiohttp, same bytes as the 1,000 first page | | 800 |")
