@@ -46,6 +46,21 @@ def pack(commands: Sequence[Command]) -> bytes:
     )
 
 
+def pack_start(arguments: Sequence[Any], more: int) -> bytes:
+    """The packed start of a command whose first ``arguments`` never change and which
+    takes ``more`` after them, per call: :func:`pack_rest` adds those. For a command sent
+    on every request, so that its fixed arguments are packed once."""
+    packed = hiredis.pack_command(tuple(arguments))
+    # The array's length comes first ("*3\r\n"): it must count the arguments to come.
+    return b"*%d\r\n%b" % (len(arguments) + more, packed[packed.index(b"\r\n") + 2 :])
+
+
+def pack_rest(start: bytes, first: bytes, second: bytes) -> bytes:
+    """The command begun by ``start`` (from :func:`pack_start`, ``more`` = 2), ended with
+    two arguments."""
+    return b"%b$%d\r\n%b\r\n$%d\r\n%b\r\n" % (start, len(first), first, len(second), second)
+
+
 def reply_error(message: str) -> redis_errors.ResponseError:
     """An error reply as the exception redis-py would give (the code kept in the text)."""
     if message.startswith("NOSCRIPT"):

@@ -53,7 +53,7 @@ from redis.commands.core import AsyncScript
 
 from .coalesce import Coalescer
 from .models import AUTO_TITLE_LENGTH, DEFAULT_TITLE, MessageIn, auto_title, format_time
-from .redis_link import Command, RedisLink, pack
+from .redis_link import Command, RedisLink, pack, pack_rest, pack_start
 
 RedisClient = Redis | RedisCluster
 T = TypeVar("T")
@@ -404,8 +404,11 @@ end
 """
 )
 
-# KEYS[1] card, KEYS[2] index, KEYS[3] messages list, KEYS[4] seen hash, KEYS[5] meta
-# ARGV[1] the message's fields, joined by NUL bytes (INGEST_FIELDS_SEPARATOR), ARGV[2]
+# KEYS[1] index
+# ARGV[1] card key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix, ARGV[4]
+# meta key prefix, ARGV[5] channel key prefix, ARGV[6] default title as JSON: the same
+# in every call for a namespace (see SessionStore._ingest_start)
+# ARGV[7] the message's fields, joined by NUL bytes (INGEST_FIELDS_SEPARATOR), ARGV[8]
 # stored message
 # Returns {status, card, score, stored message, metadata or false}, or {-1} (see
 # _LUA_INGEST).
@@ -414,31 +417,29 @@ INGEST = (
     + """
 local fields, start = {}, 1
 while true do
-  local stop = string.find(ARGV[1], '\\0', start, true)
-  fields[#fields + 1] = string.sub(ARGV[1], start, (stop or 0) - 1)
+  local stop = string.find(ARGV[7], '\\0', start, true)
+  fields[#fields + 1] = string.sub(ARGV[7], start, (stop or 0) - 1)
   if not stop then break end
   start = stop + 1
 end
-local session_id, channel, channel_prefix, message_id, ms, time_text, title, default_title =
-  unpack(fields)
+local session_id, channel, message_id, ms, time_text, title = unpack(fields)
 local replies = {}
-local message = {session_id, channel, message_id, ms, time_text, ARGV[2], title}
-local s, score = ingest_run(KEYS[1], KEYS[3], KEYS[4], KEYS[2], channel_prefix, default_title,
-  {message}, 1, 1, replies)
+local message = {session_id, channel, message_id, ms, time_text, ARGV[8], title}
+local s, score = ingest_run(ARGV[1] .. session_id, ARGV[2] .. session_id,
+  ARGV[3] .. session_id, KEYS[1], ARGV[5], ARGV[6], {message}, 1, 1, replies)
 local status, stored = replies[1], replies[3]
 if status < 0 then return {-1} end
-if status == 1 then stored = ARGV[2] end
+if status == 1 then stored = ARGV[8] end
 return {status, card_render(s), score and string.format('%d', score) or false, stored,
-  redis.call('GET', KEYS[5])}
+  redis.call('GET', ARGV[4] .. session_id)}
 """
 )
-# INGEST's first argument: session id, channel ('' if not sent), channel key prefix,
-# message id, message time ms, message time RFC 3339, auto title (auto_title_arg), default
-# title as JSON. One argument, not eight: hiredis packs each argument with a sprintf, and
-# eight more were a twentieth of a single ingest's instructions. None of them holds a NUL
-# byte: ids and channels hold no control characters, and the titles are JSON.
+# INGEST's seventh argument: session id, channel ('' if not sent), message id, message
+# time ms, message time RFC 3339, auto title (auto_title_arg). One argument, not six:
+# hiredis packs each argument with a sprintf, and the fields as arguments of their own
+# were a twentieth of a single ingest's instructions. None of them holds a NUL byte:
+# ids and channels hold no control characters, and the title is JSON.
 INGEST_FIELDS_SEPARATOR = "\0"
-DEFAULT_TITLE_FIELD = DEFAULT_TITLE_JSON.decode()
 
 # KEYS[1] index
 # ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
@@ -764,14 +765,14 @@ class Keys:
     def meta(self, session_id: str) -> str:
         return self.meta_prefix + session_id
 
-    def ingest(self, session_id: str) -> list[str]:
-        """The keys of INGEST, in its order (without a method call per key)."""
+    def ingest_prefixes(self) -> list[str]:
+        """INGEST's key prefixes, in its order."""
         return [
-            self.card_prefix + session_id,
-            self.index,
-            self.messages_prefix + session_id,
-            self.seen_prefix + session_id,
-            self.meta_prefix + session_id,
+            self.card_prefix,
+            self.messages_prefix,
+            self.seen_prefix,
+            self.meta_prefix,
+            self.channel_prefix,
         ]
 
 
@@ -858,6 +859,8 @@ class SessionStore:
         self._search = redis.register_script(SEARCH)
         self._messages_range = redis.register_script(MESSAGES_RANGE)
         self._pages = Coalescer(self._read_page)
+        # INGEST's packed start per namespace (see _ingest_command).
+        self._ingest_starts: dict[str, bytes] = {}
 
     async def _initialize_cluster(self) -> None:
         """Learn the cluster's slots once, before any concurrent use.
@@ -897,13 +900,18 @@ class SessionStore:
                 raise StoreUnavailable(str(error)) from error
             raise
 
-    async def _script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _script(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Awaitable[Any]:
         """EVALSHA straight through the client, loading the script once if Redis lacks it.
 
         redis-py's Script wrapper does the same behind two more layers of calls, which
         show up in a profile of a list request.
         """
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._script_command(script, ("EVALSHA", script.sha, len(keys), *keys, *args))
+
+    async def _script_command(self, script: AsyncScript, command: Command) -> Any:
+        """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
         # Not through _loading: every layer of coroutine is paid again per request.
         try:
             return (await self._exchange([command]))[0]
@@ -1094,18 +1102,32 @@ class SessionStore:
         card, score, meta = found
         return self._session(session_id, card, score, meta or None, now)
 
-    def _ingest_args(self, keys: Keys, session_id: str, message: MessageIn) -> list[Any]:
-        fields = [
-            session_id,
-            message.channel or "",
-            keys.channel_prefix,
-            message.id,
-            str(message.timestamp_ms),
-            format_time(message.timestamp_ms),
-            auto_title_arg(message),
-            DEFAULT_TITLE_FIELD,
-        ]
-        return [INGEST_FIELDS_SEPARATOR.join(fields), stored_message(message)]
+    def _ingest_command(self, namespace: str, session_id: str, message: MessageIn) -> Command:
+        """INGEST's call: its key and the namespace's prefixes packed once (hiredis formats
+        every argument anew, a twentieth of a single ingest's instructions), then the
+        message's two arguments; as arguments for the cluster client, which packs itself."""
+        fields = INGEST_FIELDS_SEPARATOR.join(
+            [
+                session_id,
+                message.channel or "",
+                message.id,
+                str(message.timestamp_ms),
+                format_time(message.timestamp_ms),
+                auto_title_arg(message),
+            ]
+        ).encode()
+        stored = stored_message(message)
+        if self._cluster:
+            return (*self._ingest_head(namespace), fields, stored)
+        start = self._ingest_starts.get(namespace)
+        if start is None:
+            start = self._ingest_starts[namespace] = pack_start(self._ingest_head(namespace), 2)
+        return pack_rest(start, fields, stored)
+
+    def _ingest_head(self, namespace: str) -> tuple[Any, ...]:
+        keys = keys_of(namespace)
+        prefixes = keys.ingest_prefixes()
+        return ("EVALSHA", self._ingest.sha, 1, keys.index, *prefixes, DEFAULT_TITLE_JSON)
 
     def _ingest_result(
         self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
@@ -1132,14 +1154,8 @@ class SessionStore:
     async def add_message(
         self, namespace: str, session_id: str, message: MessageIn, *, now: int
     ) -> IngestResult:
-        keys = keys_of(namespace)
-        reply = await self._call(
-            lambda: self._script(
-                self._ingest,
-                keys.ingest(session_id),
-                self._ingest_args(keys, session_id, message),
-            )
-        )
+        command = self._ingest_command(namespace, session_id, message)
+        reply = await self._call(lambda: self._script_command(self._ingest, command))
         return self._ingest_result(reply, session_id, message, now)
 
     async def add_messages(
