@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .__main__ import batch_load, fetch, seed_sessions
-from .load import CONNECTIONS, ensure_wrk, wrk_script
+from .__main__ import DISTINCT_PAGES, batch_load, fetch, seed_sessions
+from .load import CONNECTIONS, ensure_wrk, pages_script, wrk_script
 from .servers import TOKEN, Managed, RedisServer, ServiceServer, free_port
 
 # Under callgrind a Python process starts about fifty times slower.
@@ -162,7 +162,7 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
     return Counted(argv, env, workdir, port).start("/list")
 
 
-CASES = ("list", "ingest", "batch")
+CASES = ("list", "pages", "ingest", "batch")
 
 
 def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[tuple[Count, Count]]:
@@ -171,7 +171,7 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
         raise SystemExit("wrk is needed: apt-get install wrk")
     redis = RedisServer(workdir / "redis").start()
     pairs: list[tuple[Count, Count]] = []
-    listed = ingested = batched = None
+    listed = paged = ingested = batched = None
     try:
         client = redis.client()
         seed_sessions(client, 1000, int(time.time() * 1000))
@@ -183,6 +183,11 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
             if "list" in cases:
                 wrk_requests(wrk, page_url, WARM_UP_SECONDS)
                 listed = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds))
+            if "pages" in cases:
+                # Offsets 0 to 999 in turn: no two requests in flight share a round trip.
+                pages = pages_script("/api/sessions?limit=50", DISTINCT_PAGES)
+                wrk_requests(wrk, page_url, WARM_UP_SECONDS, pages)
+                paged = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds, pages))
             if "ingest" in cases:
                 path = "/api/sessions/bench%d/messages"
                 script = wrk_script(path, 1000, f"i{time.time_ns()}-")
@@ -201,17 +206,16 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
         bare = baseline_server(body, workdir / "baseline")
         try:
             bare_url = f"http://127.0.0.1:{bare.port}"
-            if listed is not None:
+            if listed is not None or paged is not None:
                 wrk_requests(wrk, bare_url + "/list", WARM_UP_SECONDS, headers=False)
                 bare_list = counted_run(
                     bare, lambda: wrk_requests(wrk, bare_url + "/list", seconds, headers=False)
                 )
-                pairs.append(
-                    (
-                        Count("list page (limit=50)", *listed, "request"),
-                        Count("bare: same bytes", *bare_list, "request"),
-                    )
-                )
+                same_bytes = Count("bare: same bytes", *bare_list, "request")
+                if listed is not None:
+                    pairs.append((Count("list page (limit=50)", *listed, "request"), same_bytes))
+                if paged is not None:
+                    pairs.append((Count("distinct pages", *paged, "request"), same_bytes))
             if ingested is not None:
                 bare_script = wrk_script("/ingest", 1, "b")
                 bare_ingest = counted_run(

@@ -3,6 +3,8 @@ packs for the whole command."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import hiredis
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +16,7 @@ argument = st.one_of(st.text(), st.binary(), st.integers(-(2**63), 2**63 - 1))
 
 @given(st.lists(argument, min_size=1, max_size=12), st.binary(), st.binary())
 def test_a_command_packed_in_two_parts_is_packed_whole(
-    fixed: list[str | bytes | int], first: bytes, second: bytes
+    fixed: list[Any], first: bytes, second: bytes
 ) -> None:
     start = pack_start(fixed, 2)
     assert pack_rest(start, first, second) == hiredis.pack_command((*fixed, first, second))
