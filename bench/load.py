@@ -116,6 +116,8 @@ async def _client_load(
     errors = 0
     counter = 0
     deadline = time.monotonic() + seconds
+    # A POST goes to the path post_format makes, on url's scheme, host and port.
+    origin = "/".join(url.split("/", 3)[:3])
 
     async def worker(session: aiohttp.ClientSession, worker_id: int) -> None:
         nonlocal errors, counter
@@ -126,7 +128,7 @@ async def _client_load(
                 request = session.get(url, headers=headers)
             else:
                 body = MESSAGE_BODY % (CONTENT, f"py{worker_id}-{counter}")
-                target = url + post_format % (counter % sessions)
+                target = origin + post_format % (counter % sessions)
                 request = session.post(
                     target, data=body, headers={**headers, "Content-Type": "application/json"}
                 )

@@ -10,10 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 import redis
+from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
 from bench.__main__ import (
+    BARE_INGEST_FORMAT,
     DISTINCT_PAGES,
     PAGE_CLIENTS,
     Row,
@@ -22,8 +24,9 @@ from bench.__main__ import (
     report,
     seed_sessions,
 )
+from bench.baseline import build_app
 from bench.instructions import dumped_instructions
-from bench.load import LoadResult, pages_script, parse_wrk
+from bench.load import LoadResult, _client_load, pages_script, parse_wrk
 from bench.servers import Managed
 from service.store import InvariantChecker, SessionStore
 
@@ -171,3 +174,17 @@ def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
     # One baseline line per page size, over the bare rounds of every case of that size.
     (bare_line,) = [line for line in table.splitlines() if line.startswith("| bare")]
     assert bare_line.startswith("| bare aiohttp, same bytes as the 1,000 first page | | 800 |")
+
+
+async def test_the_fallback_client_gets_and_posts_where_the_harness_says() -> None:
+    server = TestServer(build_app(b'{"sessions":[]}'))
+    await server.start_server()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        listed = await _client_load(url + "/list", 0.3, {}, None, 10)
+        posted = await _client_load(url + "/ingest", 0.3, {}, BARE_INGEST_FORMAT, 10)
+    finally:
+        await server.close()
+    # The baseline answers 405 to a GET of /ingest and 404 elsewhere: any miss is an error.
+    assert listed.requests_per_second > 0 and listed.errors == 0
+    assert posted.requests_per_second > 0 and posted.errors == 0
