@@ -73,19 +73,23 @@ class Counted(Managed):
         self.port = port
         self.dump = workdir / f"callgrind-{port}.out"
 
-    def start(self, ready_path: str) -> Counted:
+    def start_process(self) -> subprocess.Popen[bytes]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / f"server-{self.port}.log", "ab") as log:
-            self.process = subprocess.Popen(
+            self.process = process = subprocess.Popen(
                 [ensure_valgrind(), "--tool=callgrind", "--instr-atstart=no",
                  f"--callgrind-out-file={self.dump}", *self.argv],
                 cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
+        return process
+
+    def start(self, ready_path: str) -> Counted:
+        process = self.start_process()
         deadline = time.monotonic() + START_TIMEOUT
         url = f"http://127.0.0.1:{self.port}{ready_path}"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.argv} exited with {self.process.returncode}")
+            if process.poll() is not None:
+                raise RuntimeError(f"{self.argv} exited with {process.returncode}")
             try:
                 with urllib.request.urlopen(url, timeout=5):
                     return self
