@@ -47,8 +47,9 @@ DISTINCT_PAGES = 1000
 # Every round of a case runs right after a round of its bare baseline, and each ratio
 # pairs the two, so that a burst of load from the host's neighbours falls on both; the
 # table gives the medians over the rounds (the bare baseline alone moved by 40 % within
-# one run, and by 0.1 in ratio between the first and the last case of one round).
-ROUNDS = 3
+# one run, and by 0.1 in ratio between the first and the last case of one round). Many
+# short rounds: a burst spoils one round in nine, where it spoiled one in three.
+ROUNDS = 9
 
 
 @dataclass
