@@ -23,14 +23,13 @@ from typing import Any
 import redis
 from redis.asyncio import Redis
 
-from service.embedded import find_redis_server
 from service.models import MessageIn
 from service.store import SessionStore
 
 from .__main__ import ACTIVE_WINDOW_MS, NAMESPACE, seed_sessions
 from .instructions import START_TIMEOUT, Counted, counted_run
 from .load import CONTENT
-from .servers import free_port
+from .servers import free_port, redis_server_argv, wait_for_redis
 
 
 class CountedRedis(Counted):
@@ -38,23 +37,12 @@ class CountedRedis(Counted):
 
     def __init__(self, workdir: Path) -> None:
         port = free_port()
-        argv = [
-            find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        ]  # fmt: skip
-        super().__init__(argv, dict(os.environ), workdir, port)
+        super().__init__(redis_server_argv(port, workdir), dict(os.environ), workdir, port)
 
     def start_redis(self) -> CountedRedis:
         self.start_process()
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError("redis-server under callgrind did not start")
+        wait_for_redis(self.port, START_TIMEOUT)
+        return self
 
 
 def count_calls(

@@ -39,6 +39,27 @@ def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} did not answer in time")
 
 
+def redis_server_argv(port: int, directory: Path) -> list[str]:
+    """A redis-server on ``port`` of loopback, without persistence, its files in ``directory``."""
+    return [
+        find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--dir", str(directory),
+    ]  # fmt: skip
+
+
+def wait_for_redis(port: int, timeout: float) -> None:
+    """Return once the redis-server on ``port`` answers PING; raise after ``timeout``."""
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError(f"redis-server on port {port} did not start")
+
+
 class Managed:
     """A subprocess stopped by its pid when the harness ends."""
 
@@ -77,20 +98,12 @@ class RedisServer(Managed):
     def start(self, *extra: str) -> RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            [*redis_server_argv(self.port, self.directory),
              "--logfile", str(self.directory / "redis.log"), *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_for_redis(self.port, START_TIMEOUT)
+        return self
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)
