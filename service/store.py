@@ -344,11 +344,7 @@ local function ingest_run(card_key, list, seen, index, channel_prefix, default_t
   end
   -- Seen ids matter once the session exists: a lone message of a new session needs none.
   local positions = {}
-  if last == first then
-    -- HGET, not HMGET: Lua builds a table for an array reply, which cost a lone
-    -- message a tenth of its script time.
-    if card then positions[1] = redis.call('HGET', seen, messages[first][3]) end
-  else
+  if card or last > first then
     local message_ids = {}
     for k = first, last do message_ids[#message_ids + 1] = messages[k][3] end
     positions = redis.call('HMGET', seen, unpack(message_ids))
