@@ -422,7 +422,7 @@ FIELDS_SEPARATOR = "\0"
 # KEYS[1] index
 # ARGV[1] card key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix, ARGV[4]
 # meta key prefix, ARGV[5] channel key prefix, ARGV[6] default title as JSON: the same
-# in every call for a namespace (see SessionStore._ingest_start)
+# in every call for a namespace (see ingest_start)
 # ARGV[7] the message's fields, joined by NUL bytes (FIELDS_SEPARATOR), ARGV[8]
 # stored message
 # Returns {status, card, score, stored message, metadata or false}, or {-1} (see
@@ -815,6 +815,20 @@ def page_commands(zset: str, card_pattern: str) -> PageCommands:
 
 
 @functools.lru_cache(maxsize=1024)
+def ingest_head(namespace: str, sha: str) -> tuple[Any, ...]:
+    """INGEST's call up to the message's two arguments: the same for every message of
+    a namespace."""
+    keys = keys_of(namespace)
+    return ("EVALSHA", sha, 1, keys.index, *keys.ingest_prefixes(), DEFAULT_TITLE_JSON)
+
+
+@functools.lru_cache(maxsize=1024)
+def ingest_start(namespace: str, sha: str) -> bytes:
+    """:func:`ingest_head` packed once (see SessionStore._ingest_command)."""
+    return pack_start(ingest_head(namespace, sha), 2)
+
+
+@functools.lru_cache(maxsize=1024)
 def keys_of(namespace: str) -> Keys:
     """The namespace's Keys, made once: a request would otherwise build its names anew."""
     return Keys(namespace)
@@ -897,8 +911,6 @@ class SessionStore:
         self._search = redis.register_script(SEARCH)
         self._messages_range = redis.register_script(MESSAGES_RANGE)
         self._pages = Coalescer(self._read_page)
-        # INGEST's packed start per namespace (see _ingest_command).
-        self._ingest_starts: dict[str, bytes] = {}
 
     async def _initialize_cluster(self) -> None:
         """Learn the cluster's slots once, before any concurrent use.
@@ -1155,16 +1167,8 @@ class SessionStore:
         ).encode()
         stored = stored_message(message)
         if self._cluster:
-            return (*self._ingest_head(namespace), fields, stored)
-        start = self._ingest_starts.get(namespace)
-        if start is None:
-            start = self._ingest_starts[namespace] = pack_start(self._ingest_head(namespace), 2)
-        return pack_rest(start, fields, stored)
-
-    def _ingest_head(self, namespace: str) -> tuple[Any, ...]:
-        keys = keys_of(namespace)
-        prefixes = keys.ingest_prefixes()
-        return ("EVALSHA", self._ingest.sha, 1, keys.index, *prefixes, DEFAULT_TITLE_JSON)
+            return (*ingest_head(namespace, self._ingest.sha), fields, stored)
+        return pack_rest(ingest_start(namespace, self._ingest.sha), fields, stored)
 
     def _ingest_result(
         self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
