@@ -35,9 +35,6 @@ SEED_CHUNK = 20_000
 BATCH_SIZE = 1000
 MESSAGES_PER_SESSION = 20
 ACTIVE_WINDOW_MS = 900_000
-# The bare ingest's path for the aiohttp client, which fills in a number as it does for
-# the service's session ids.
-BARE_INGEST_FORMAT = "/ingest?n=%d"
 # Seconds of load, not measured, on each server before its first round.
 WARM_UP_SECONDS = 2
 # Offsets 0 to 999 in turn: the distinct-pages case never has two equal pages in flight.
@@ -227,37 +224,38 @@ class Harness:
             f"{sessions:>9,} sessions seeded in {seeded:.1f} s; "
             f"Redis memory {per_session:.0f} bytes per session"
         )
-        base = self.service.url + "/api/sessions?limit=50"
-        middle = orjson.loads(fetch(f"{base}&offset={sessions // 2}"))["next_cursor"]
+        first = "/api/sessions?limit=50"
+        middle = orjson.loads(fetch(f"{self.service.url}{first}&offset={sessions // 2}"))
         cases: dict[str, dict[str, Any]] = {
             "first page": {},
             "deep offset": {"offset": sessions // 2},
-            "cursor page": {"cursor": middle},
+            "cursor page": {"cursor": middle["next_cursor"]},
             "channel page": {"channel": "telegram"},
         }
-        urls = {
-            case: base + "".join(f"&{name}={value}" for name, value in query.items())
+        # Paths with their queries: the service and the baseline are sent the same ones.
+        paths = {
+            case: first + "".join(f"&{name}={value}" for name, value in query.items())
             for case, query in cases.items()
         }
-        for url in urls.values():
-            fetch(url)
+        for path in paths.values():
+            fetch(self.service.url + path)
         if not self.rows:
-            self.warm_up(urls["first page"])
+            self.warm_up(self.service.url + first)
         rows = [Row(case, sessions, []) for case in cases]
         # No two requests in flight ask for the same page, so none shares a round trip:
         # what one worker serves when its pages all differ.
         distinct = Row("distinct pages", sessions, [])
-        distinct_script = pages_script(base.removeprefix(self.service.url), DISTINCT_PAGES)
-        measured: list[tuple[Row, str, str | None]] = [(row, urls[row.case], None) for row in rows]
+        measured: list[tuple[Row, str, str | None]] = [(row, paths[row.case], None) for row in rows]
         if self.wrk:
-            measured.append((distinct, base, distinct_script))
-        baseline = BaselineServer(fetch(base), self.workdir / "baseline").start()
+            measured.append((distinct, first, pages_script(first, DISTINCT_PAGES)))
+        baseline = BaselineServer(fetch(self.service.url + first), self.workdir / "baseline")
+        baseline.start()
         try:
-            self.warm_up(baseline.url + "/list")
+            self.warm_up(baseline.url + first)
             for _ in range(ROUNDS):
-                for row, url, script in measured:
-                    row.bare.append(self.load(baseline.url + "/list", baseline))
-                    row.rounds.append(self.load(url, self.service, script))
+                for row, path, script in measured:
+                    row.bare.append(self.load(baseline.url + path, baseline, script))
+                    row.rounds.append(self.load(self.service.url + path, self.service, script))
         finally:
             baseline.stop()
         for row in rows:
@@ -271,24 +269,17 @@ class Harness:
     def ingest_cases(self) -> None:
         self.client.flushall()
         path = "/api/sessions/bench%d/messages"
-        script = wrk_script(path, 1000, f"w{time.time_ns()}-")
+        first = path % 0
         row = Row("single ingest", 1000, [])
         baseline = BaselineServer(b"{}", self.workdir / "baseline").start()
         try:
-            bare_url, bare_format = baseline.url + "/ingest", BARE_INGEST_FORMAT
-            self.warm_up(bare_url, wrk_script("/ingest", 1, "w"), bare_format)
-            for _ in range(ROUNDS):
-                row.bare.append(
-                    self.load(bare_url, baseline, wrk_script("/ingest", 1, "b"), bare_format)
-                )
-                row.rounds.append(
-                    self.load(
-                        self.service.url + "/api/sessions/bench0/messages",
-                        self.service,
-                        script,
-                        path,
-                    )
-                )
+            self.warm_up(baseline.url + first, wrk_script(path, 1000, "warm-"), path)
+            for round_number in range(ROUNDS):
+                # Message ids of the round's own: wrk counts from 1 again each run, and a
+                # repeated id is answered from the store, not written.
+                script = wrk_script(path, 1000, f"r{round_number}-{time.time_ns()}-")
+                row.bare.append(self.load(baseline.url + first, baseline, script, path))
+                row.rounds.append(self.load(self.service.url + first, self.service, script, path))
         finally:
             baseline.stop()
         self.rows.append(row)

@@ -1,9 +1,11 @@
 """The baseline: a bare aiohttp app doing the least a handler can do.
 
-``GET /list`` answers a pre-built body (the bytes of the page being compared);
-``POST /ingest`` parses the JSON body and answers 201. It runs as its own
-process with the same event loop policy as the service, so the ratio between
-the two measures what chatsessions adds: auth, validation, Redis, JSON.
+``GET /api/sessions`` answers a pre-built body (the bytes of the page being compared);
+``POST /api/sessions/{session_id}/messages`` parses the JSON body and answers 201. It
+answers the service's own paths, so the harness sends it the very requests it sends the
+service (path, query, headers), and it runs as its own process with the same event
+loop policy: the ratio between the two measures what chatsessions adds (auth,
+validation, Redis, JSON), not a shorter request line or a route without a parameter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import orjson
 from aiohttp import web
 
 CREATED = orjson.dumps({"status": "created"})
+LIST_PATH = "/api/sessions"
+INGEST_PATH = "/api/sessions/{session_id}/messages"
 
 
 def build_app(body: bytes) -> web.Application:
@@ -26,8 +30,8 @@ def build_app(body: bytes) -> web.Application:
         return web.Response(body=CREATED, status=201, content_type="application/json")
 
     app = web.Application()
-    app.router.add_get("/list", listing)
-    app.router.add_post("/ingest", ingest)
+    app.router.add_get(LIST_PATH, listing)
+    app.router.add_post(INGEST_PATH, ingest)
     return app
 
 

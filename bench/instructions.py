@@ -125,12 +125,8 @@ def counted_run(server: Counted, drive: Callable[[], float]) -> tuple[int, float
     return instructions, units
 
 
-def wrk_requests(
-    wrk: str, url: str, seconds: int, script: str | None = None, headers: bool = True
-) -> int:
-    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
-    if headers:
-        args += ["-H", f"Authorization: Bearer {TOKEN}"]
+def wrk_requests(wrk: str, url: str, seconds: int, script: str | None = None) -> int:
+    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "-H", f"Authorization: Bearer {TOKEN}"]
     script_path = None
     if script is not None:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
@@ -163,10 +159,17 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
     body_path.write_bytes(body)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     argv = [sys.executable, "-m", "bench.baseline", str(port), str(body_path)]
-    return Counted(argv, env, workdir, port).start("/list")
+    return Counted(argv, env, workdir, port).start("/api/sessions")
 
 
 CASES = ("list", "pages", "ingest", "batch")
+LIST_PATH = "/api/sessions?limit=50"
+INGEST_PATH = "/api/sessions/bench%d/messages"
+
+
+def ingest_script(label: str) -> str:
+    """Single messages to 1,000 sessions, with ids no other run has sent."""
+    return wrk_script(INGEST_PATH, 1000, f"{label}{time.time_ns()}-")
 
 
 def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[tuple[Count, Count]]:
@@ -182,23 +185,22 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
         service = service_server(redis.url, workdir / "service")
         try:
             base = f"http://127.0.0.1:{service.port}"
-            page_url = base + "/api/sessions?limit=50"
+            page_url = base + LIST_PATH
             body = fetch(page_url)
             if "list" in cases:
                 wrk_requests(wrk, page_url, WARM_UP_SECONDS)
                 listed = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds))
             if "pages" in cases:
                 # Offsets 0 to 999 in turn: no two requests in flight share a round trip.
-                pages = pages_script("/api/sessions?limit=50", DISTINCT_PAGES)
+                pages = pages_script(LIST_PATH, DISTINCT_PAGES)
                 wrk_requests(wrk, page_url, WARM_UP_SECONDS, pages)
                 paged = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds, pages))
             if "ingest" in cases:
-                path = "/api/sessions/bench%d/messages"
-                script = wrk_script(path, 1000, f"i{time.time_ns()}-")
-                ingest_url = base + "/api/sessions/bench0/messages"
-                wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, script)
+                ingest_url = base + INGEST_PATH % 0
+                # Message ids of each run's own: a repeated id is answered, not written.
+                wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, ingest_script("warm"))
                 ingested = counted_run(
-                    service, lambda: wrk_requests(wrk, ingest_url, seconds, script)
+                    service, lambda: wrk_requests(wrk, ingest_url, seconds, ingest_script("i"))
                 )
             if "batch" in cases:
                 client.flushall()
@@ -211,9 +213,10 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
         try:
             bare_url = f"http://127.0.0.1:{bare.port}"
             if listed is not None or paged is not None:
-                wrk_requests(wrk, bare_url + "/list", WARM_UP_SECONDS, headers=False)
+                # The very requests the service was sent, headers and all.
+                wrk_requests(wrk, bare_url + LIST_PATH, WARM_UP_SECONDS)
                 bare_list = counted_run(
-                    bare, lambda: wrk_requests(wrk, bare_url + "/list", seconds, headers=False)
+                    bare, lambda: wrk_requests(wrk, bare_url + LIST_PATH, seconds)
                 )
                 same_bytes = Count("bare: same bytes", *bare_list, "request")
                 if listed is not None:
@@ -221,11 +224,10 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
                 if paged is not None:
                     pairs.append((Count("distinct pages", *paged, "request"), same_bytes))
             if ingested is not None:
-                bare_script = wrk_script("/ingest", 1, "b")
                 bare_ingest = counted_run(
                     bare,
                     lambda: wrk_requests(
-                        wrk, bare_url + "/ingest", seconds, bare_script, headers=False
+                        wrk, bare_url + INGEST_PATH % 0, seconds, ingest_script("b")
                     ),
                 )
                 pairs.append(

@@ -118,6 +118,8 @@ async def _client_load(
     deadline = time.monotonic() + seconds
     # A POST goes to the path post_format makes, on url's scheme, host and port.
     origin = "/".join(url.split("/", 3)[:3])
+    # Message ids of this run's own, as a new message is what the case measures.
+    run = time.time_ns()
 
     async def worker(session: aiohttp.ClientSession, worker_id: int) -> None:
         nonlocal errors, counter
@@ -127,7 +129,7 @@ async def _client_load(
             if post_format is None:
                 request = session.get(url, headers=headers)
             else:
-                body = MESSAGE_BODY % (CONTENT, f"py{worker_id}-{counter}")
+                body = MESSAGE_BODY % (CONTENT, f"py{run}-{worker_id}-{counter}")
                 target = origin + post_format % (counter % sessions)
                 request = session.post(
                     target, data=body, headers={**headers, "Content-Type": "application/json"}

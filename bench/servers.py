@@ -165,5 +165,5 @@ class BaselineServer(Managed):
             [sys.executable, "-m", "bench.baseline", str(self.port), str(self.body_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_http(self.url + "/list", self.process)
+        wait_http(self.url + "/api/sessions", self.process)
         return self

@@ -15,7 +15,6 @@ from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
 from bench.__main__ import (
-    BARE_INGEST_FORMAT,
     DISTINCT_PAGES,
     PAGE_CLIENTS,
     Row,
@@ -181,10 +180,11 @@ async def test_the_fallback_client_gets_and_posts_where_the_harness_says() -> No
     await server.start_server()
     try:
         url = f"http://127.0.0.1:{server.port}"
-        listed = await _client_load(url + "/list", 0.3, {}, None, 10)
-        posted = await _client_load(url + "/ingest", 0.3, {}, BARE_INGEST_FORMAT, 10)
+        listed = await _client_load(url + "/api/sessions?limit=50", 0.3, {}, None, 10)
+        path = "/api/sessions/bench%d/messages"
+        posted = await _client_load(url + path % 0, 0.3, {}, path, 10)
     finally:
         await server.close()
-    # The baseline answers 405 to a GET of /ingest and 404 elsewhere: any miss is an error.
+    # The baseline answers only the service's list and ingest paths: any miss is an error.
     assert listed.requests_per_second > 0 and listed.errors == 0
     assert posted.requests_per_second > 0 and posted.errors == 0
