@@ -1151,17 +1151,20 @@ class SessionStore:
         card, score, meta = found
         return self._session(session_id, card, score, meta or None, now)
 
-    def _ingest_command(self, namespace: str, session_id: str, message: MessageIn) -> Command:
+    def _ingest_command(
+        self, namespace: str, session_id: str, message: MessageIn, timestamp: str
+    ) -> Command:
         """INGEST's call: its key and the namespace's prefixes packed once (hiredis formats
         every argument anew, a twentieth of a single ingest's instructions), then the
-        message's two arguments; as arguments for the cluster client, which packs itself."""
+        message's two arguments; as arguments for the cluster client, which packs itself.
+        ``timestamp`` is the message's time as text."""
         fields = FIELDS_SEPARATOR.join(
             [
                 session_id,
                 message.channel or "",
                 message.id,
                 str(message.timestamp_ms),
-                format_time(message.timestamp_ms),
+                timestamp,
                 auto_title_arg(message),
             ]
         ).encode()
@@ -1171,7 +1174,7 @@ class SessionStore:
         return pack_rest(ingest_start(namespace, self._ingest.sha), fields, stored)
 
     def _ingest_result(
-        self, reply: Sequence[Any], session_id: str, message: MessageIn, now: int
+        self, reply: Sequence[Any], session_id: str, message: MessageIn, timestamp: str, now: int
     ) -> IngestResult:
         status = int(reply[0])
         if status < 0:
@@ -1181,11 +1184,7 @@ class SessionStore:
         return IngestResult(
             created=created,
             # Stored just now, it is the message sent; a repeat answers with the first one.
-            message=(
-                message_out(message, format_time(message.timestamp_ms))
-                if created
-                else self._message(stored)
-            ),
+            message=message_out(message, timestamp) if created else self._message(stored),
             session_id=session_id,
             card=card,
             active=self._active(score, now),
@@ -1195,9 +1194,10 @@ class SessionStore:
     async def add_message(
         self, namespace: str, session_id: str, message: MessageIn, *, now: int
     ) -> IngestResult:
-        command = self._ingest_command(namespace, session_id, message)
+        timestamp = format_time(message.timestamp_ms)
+        command = self._ingest_command(namespace, session_id, message, timestamp)
         reply = await self._call(lambda: self._script_command(self._ingest, command))
-        return self._ingest_result(reply, session_id, message, now)
+        return self._ingest_result(reply, session_id, message, timestamp, now)
 
     async def add_messages(
         self, namespace: str, items: Sequence[tuple[str, MessageIn]], *, now: int
