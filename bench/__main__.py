@@ -26,7 +26,17 @@ import redis.asyncio
 from service.models import MessageIn, format_time
 from service.store import TITLE_AUTO, Keys, SessionStore, render_card
 
-from .load import CONTENT, LoadResult, client_load, ensure_wrk, pages_script, run_wrk, wrk_script
+from .load import (
+    CONTENT,
+    FIRST_PAGE,
+    INGEST_FORMAT,
+    LoadResult,
+    client_load,
+    ensure_wrk,
+    pages_script,
+    run_wrk,
+    wrk_script,
+)
 from .servers import TOKEN, BaselineServer, Managed, RedisServer, ServiceServer
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -224,7 +234,7 @@ class Harness:
             f"{sessions:>9,} sessions seeded in {seeded:.1f} s; "
             f"Redis memory {per_session:.0f} bytes per session"
         )
-        first = "/api/sessions?limit=50"
+        first = FIRST_PAGE
         middle = orjson.loads(fetch(f"{self.service.url}{first}&offset={sessions // 2}"))
         cases: dict[str, dict[str, Any]] = {
             "first page": {},
@@ -268,7 +278,7 @@ class Harness:
 
     def ingest_cases(self) -> None:
         self.client.flushall()
-        path = "/api/sessions/bench%d/messages"
+        path = INGEST_FORMAT
         first = path % 0
         row = Row("single ingest", 1000, [])
         baseline = BaselineServer(b"{}", self.workdir / "baseline").start()

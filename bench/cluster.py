@@ -22,7 +22,7 @@ import orjson
 import redis
 
 from .__main__ import seed_sessions
-from .load import CONTENT, ensure_wrk, run_wrk
+from .load import CONTENT, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, run_wrk
 from .servers import RedisServer, free_port, wait_http
 
 NAMESPACES = [f"tenant{n}" for n in range(6)]
@@ -129,21 +129,12 @@ def measure(
             f"redis+cluster://127.0.0.1:{nodes[0].port}", workdir / f"s{masters}", workers
         )
         # Warm-up: each worker opens its cluster client and connections before timing.
-        run_wrk(
-            wrk,
-            url + "/api/sessions?limit=50",
-            2,
-            {},
-            rotating_script("/api/sessions?limit=50&offset=%d", post=False),
-        )
-        listing = run_wrk(
-            wrk, url + "/api/sessions?limit=50", seconds, {},
-            rotating_script("/api/sessions?limit=50&offset=%d", post=False),
-        )  # fmt: skip
+        pages = rotating_script(FIRST_PAGE + "&offset=%d", post=False)
+        run_wrk(wrk, url + FIRST_PAGE, 2, {}, pages)
+        listing = run_wrk(wrk, url + FIRST_PAGE, seconds, {}, pages)
         ingest = run_wrk(
-            wrk, url + "/api/sessions/x/messages", seconds, {},
-            rotating_script("/api/sessions/bench%d/messages", post=True),
-        )  # fmt: skip
+            wrk, url + INGEST_FORMAT % 0, seconds, {}, rotating_script(INGEST_FORMAT, post=True)
+        )
         return {
             "errors": listing.errors + ingest.errors,
             "list_rps": listing.requests_per_second,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .__main__ import DISTINCT_PAGES, batch_load, fetch, seed_sessions
-from .load import CONNECTIONS, ensure_wrk, pages_script, wrk_script
+from .load import CONNECTIONS, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, pages_script, wrk_script
 from .servers import TOKEN, Managed, RedisServer, ServiceServer, free_port
 
 # Under callgrind a Python process starts about fifty times slower.
@@ -163,13 +163,11 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
 
 
 CASES = ("list", "pages", "ingest", "batch")
-LIST_PATH = "/api/sessions?limit=50"
-INGEST_PATH = "/api/sessions/bench%d/messages"
 
 
 def ingest_script(label: str) -> str:
     """Single messages to 1,000 sessions, with ids no other run has sent."""
-    return wrk_script(INGEST_PATH, 1000, f"{label}{time.time_ns()}-")
+    return wrk_script(INGEST_FORMAT, 1000, f"{label}{time.time_ns()}-")
 
 
 def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[tuple[Count, Count]]:
@@ -185,18 +183,18 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
         service = service_server(redis.url, workdir / "service")
         try:
             base = f"http://127.0.0.1:{service.port}"
-            page_url = base + LIST_PATH
+            page_url = base + FIRST_PAGE
             body = fetch(page_url)
             if "list" in cases:
                 wrk_requests(wrk, page_url, WARM_UP_SECONDS)
                 listed = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds))
             if "pages" in cases:
                 # Offsets 0 to 999 in turn: no two requests in flight share a round trip.
-                pages = pages_script(LIST_PATH, DISTINCT_PAGES)
+                pages = pages_script(FIRST_PAGE, DISTINCT_PAGES)
                 wrk_requests(wrk, page_url, WARM_UP_SECONDS, pages)
                 paged = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds, pages))
             if "ingest" in cases:
-                ingest_url = base + INGEST_PATH % 0
+                ingest_url = base + INGEST_FORMAT % 0
                 # Message ids of each run's own: a repeated id is answered, not written.
                 wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, ingest_script("warm"))
                 ingested = counted_run(
@@ -214,9 +212,9 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
             bare_url = f"http://127.0.0.1:{bare.port}"
             if listed is not None or paged is not None:
                 # The very requests the service was sent, headers and all.
-                wrk_requests(wrk, bare_url + LIST_PATH, WARM_UP_SECONDS)
+                wrk_requests(wrk, bare_url + FIRST_PAGE, WARM_UP_SECONDS)
                 bare_list = counted_run(
-                    bare, lambda: wrk_requests(wrk, bare_url + LIST_PATH, seconds)
+                    bare, lambda: wrk_requests(wrk, bare_url + FIRST_PAGE, seconds)
                 )
                 same_bytes = Count("bare: same bytes", *bare_list, "request")
                 if listed is not None:
@@ -227,7 +225,7 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
                 bare_ingest = counted_run(
                     bare,
                     lambda: wrk_requests(
-                        wrk, bare_url + INGEST_PATH % 0, seconds, ingest_script("b")
+                        wrk, bare_url + INGEST_FORMAT % 0, seconds, ingest_script("b")
                     ),
                 )
                 pairs.append(

@@ -20,6 +20,9 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 MESSAGE_BODY = '{"role":"user","content":"%s","channel":"web","id":"%s"}'
 # 100 bytes of content, as in the memory figure per message.
 CONTENT = "a message of one hundred bytes: " + "x" * 68
+# What the cases ask for: the first page of the list, and messages to 1,000 sessions.
+FIRST_PAGE = "/api/sessions?limit=50"
+INGEST_FORMAT = "/api/sessions/bench%d/messages"
 
 
 @dataclass(frozen=True)
