@@ -33,9 +33,9 @@ from .load import (
     LoadResult,
     client_load,
     ensure_wrk,
+    ingest_script,
     pages_script,
     run_wrk,
-    wrk_script,
 )
 from .servers import TOKEN, BaselineServer, Managed, RedisServer, ServiceServer
 
@@ -278,18 +278,18 @@ class Harness:
 
     def ingest_cases(self) -> None:
         self.client.flushall()
-        path = INGEST_FORMAT
-        first = path % 0
+        first = INGEST_FORMAT % 0
         row = Row("single ingest", 1000, [])
         baseline = BaselineServer(b"{}", self.workdir / "baseline").start()
         try:
-            self.warm_up(baseline.url + first, wrk_script(path, 1000, "warm-"), path)
+            self.warm_up(baseline.url + first, ingest_script("warm"), INGEST_FORMAT)
             for round_number in range(ROUNDS):
-                # Message ids of the round's own: wrk counts from 1 again each run, and a
-                # repeated id is answered from the store, not written.
-                script = wrk_script(path, 1000, f"r{round_number}-{time.time_ns()}-")
-                row.bare.append(self.load(baseline.url + first, baseline, script, path))
-                row.rounds.append(self.load(self.service.url + first, self.service, script, path))
+                # Ids of the round's own, sent to both servers.
+                script = ingest_script(f"r{round_number}-")
+                row.bare.append(self.load(baseline.url + first, baseline, script, INGEST_FORMAT))
+                row.rounds.append(
+                    self.load(self.service.url + first, self.service, script, INGEST_FORMAT)
+                )
         finally:
             baseline.stop()
         self.rows.append(row)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .__main__ import DISTINCT_PAGES, batch_load, fetch, seed_sessions
-from .load import CONNECTIONS, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, pages_script, wrk_script
+from .load import CONNECTIONS, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, ingest_script, pages_script
 from .servers import TOKEN, Managed, RedisServer, ServiceServer, free_port
 
 # Under callgrind a Python process starts about fifty times slower.
@@ -165,11 +165,6 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
 CASES = ("list", "pages", "ingest", "batch")
 
 
-def ingest_script(label: str) -> str:
-    """Single messages to 1,000 sessions, with ids no other run has sent."""
-    return wrk_script(INGEST_FORMAT, 1000, f"{label}{time.time_ns()}-")
-
-
 def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[tuple[Count, Count]]:
     wrk = ensure_wrk()
     if wrk is None:
@@ -195,7 +190,6 @@ def measure(seconds: int, workdir: Path, cases: Sequence[str] = CASES) -> list[t
                 paged = counted_run(service, lambda: wrk_requests(wrk, page_url, seconds, pages))
             if "ingest" in cases:
                 ingest_url = base + INGEST_FORMAT % 0
-                # Message ids of each run's own: a repeated id is answered, not written.
                 wrk_requests(wrk, ingest_url, WARM_UP_SECONDS, ingest_script("warm"))
                 ingested = counted_run(
                     service, lambda: wrk_requests(wrk, ingest_url, seconds, ingest_script("i"))

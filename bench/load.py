@@ -76,6 +76,13 @@ def wrk_script(path_format: str, sessions: int, id_prefix: str) -> str:
     )
 
 
+def ingest_script(label: str) -> str:
+    """Single messages to 1,000 sessions (INGEST_FORMAT), with ids no other run has sent:
+    wrk counts from 1 again on every run, and a repeated id is answered from the store,
+    not written."""
+    return wrk_script(INGEST_FORMAT, 1000, f"{label}{time.time_ns()}-")
+
+
 def pages_script(list_path: str, pages: int) -> str:
     """A wrk script asking for ``list_path`` at offsets 0 to ``pages - 1`` in turn."""
     return (
