@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from service.redis_link import RedisLink, pack
+from service.redis_link import FLUSH_EVERY, RedisLink, pack
 from service.store import SessionStore, StoreUnavailable
 
 from redis_process import RedisProcess
@@ -52,6 +54,27 @@ async def test_error_replies_come_back_as_values(link: RedisLink) -> None:
     assert counted == 1
     assert isinstance(wrong_type, redis_errors.ResponseError)
     assert str(wrong_type).startswith("WRONGTYPE")
+
+
+async def test_a_full_batch_leaves_before_the_pass_ends(
+    link: RedisLink, redis_server: RedisProcess
+) -> None:
+    """Redis starts on the first FLUSH_EVERY commands of an event-loop pass while the pass
+    goes on; the rest leave when it ends."""
+    await link.exchange(pack([("PING",)]), 1)
+    watcher = redis.Redis(port=redis_server.port)
+    sent = [link.exchange(pack([("INCR", "gathered")]), 1) for _ in range(FLUSH_EVERY + 1)]
+    # No await since the sends: the pass has not ended. Redis is watched from outside it.
+    full = str(FLUSH_EVERY).encode()
+    give_up = time.monotonic() + 10
+    while watcher.get("gathered") != full and time.monotonic() < give_up:
+        # Blocking on purpose: an await would end the pass.
+        time.sleep(0.005)  # noqa: ASYNC251
+    seen_during_pass = watcher.get("gathered")
+    replies = await asyncio.gather(*sent)
+    watcher.close()
+    assert seen_during_pass == full
+    assert replies == [[n] for n in range(1, FLUSH_EVERY + 2)]
 
 
 async def test_password_and_database_are_used(tmp_path: Path) -> None:
