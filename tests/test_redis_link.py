@@ -8,9 +8,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import uvloop
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
@@ -75,6 +77,31 @@ async def test_a_full_batch_leaves_before_the_pass_ends(
     watcher.close()
     assert seen_during_pass == full
     assert replies == [[n] for n in range(1, FLUSH_EVERY + 2)]
+
+
+def test_a_full_batch_on_a_closed_connection_fails_as_a_lost_one(
+    redis_server: RedisProcess,
+) -> None:
+    """The send that fills a batch writes at once, so it can meet a connection closed
+    under it (by the watchdog or at shutdown) before connection_lost has run: its
+    callers get the lost connection's error, on the event loop the service runs."""
+
+    async def scenario() -> list[BaseException | list[Any]]:
+        client = Redis.from_url(redis_server.url)
+        link = RedisLink.for_client(client)
+        assert link is not None
+        await link.exchange(pack([("PING",)]), 1)
+        protocol = link._protocol
+        assert protocol is not None and protocol.transport is not None
+        protocol.transport.close()
+        sent = [link.exchange(pack([("PING",)]), 1) for _ in range(FLUSH_EVERY)]
+        outcomes = await asyncio.gather(*sent, return_exceptions=True)
+        await client.aclose()
+        return outcomes
+
+    outcomes = uvloop.run(scenario())
+    assert len(outcomes) == FLUSH_EVERY
+    assert all(isinstance(outcome, redis_errors.ConnectionError) for outcome in outcomes)
 
 
 async def test_password_and_database_are_used(tmp_path: Path) -> None:
