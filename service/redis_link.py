@@ -4,9 +4,9 @@ Redis answers the commands of one connection in the order they came, so concurre
 requests can share one connection: each appends its packed commands and waits for
 as many replies, in turn. Commands sent in the same event-loop pass leave in few
 writes (FLUSH_EVERY at most a write), and replies that arrive together are parsed in
-one read. Measured on the list
-page, redis-py's pool (a connection checked out and back per request, its stream
-layers and a write per request) cost more CPU than the rest of the request.
+one read. Measured on the list page, redis-py's pool (a connection checked out and
+back per request, its stream layers and a write per request) cost more CPU than the
+rest of the request.
 
 Only the request path uses the link; everything else goes through redis-py.
 """
@@ -74,10 +74,10 @@ FEED_BYTES = 8192
 # Sends gathered into one write at most. Gathering a whole event-loop pass saves writes,
 # but Redis then starts on none of the pass's commands until the pass ends: under single
 # ingests that was 13 scripts a write, over half a millisecond of Redis work begun late,
-# and the worker idle while it ran. Measured with wrk against one worker (alternating
-# rounds, ingest req/s against the bare baseline): a whole pass 0.42-0.47, every send
-# written at once 0.47-0.54, at most 2, 3, 4 or 6 a write 0.49-0.55. Distinct list pages
-# were no worse at 4 than with a whole pass.
+# and the worker idle a tenth of the time. Measured with wrk against one worker
+# (alternating rounds, ingest req/s against the bare baseline): a whole pass 0.42-0.47,
+# every send written at once 0.47-0.54, at most 2 to 8 a write 0.49-0.55. Distinct list
+# pages were no worse at 4 than with a whole pass. See docs/benchmarks.md.
 FLUSH_EVERY = 4
 
 
