@@ -87,6 +87,16 @@ class Row:
         return [r.requests_per_second / b.requests_per_second for r, b in pairs]
 
     @property
+    def busy(self) -> list[float]:
+        """The server's CPU cores in use, round by round (requests/s x CPU per request):
+        under 1 a worker waits, on Redis or for work, instead of running."""
+        return [
+            r.requests_per_second * r.cpu_us_per_request / 1e6
+            for r in self.rounds
+            if r.cpu_us_per_request
+        ]
+
+    @property
     def cpu_ratios(self) -> list[float]:
         """The bare baseline's CPU time per request against ours, round by round: what
         the throughput ratio would be if both were held back by CPU alone."""
@@ -389,6 +399,10 @@ def ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}" if base else "-"
 
 
+def median_of(values: list[float]) -> str:
+    return f"{median(values):.2f}" if values else "-"
+
+
 def spread(ratios: list[float]) -> str:
     """The median, and the lowest and highest round: ``0.61 (0.55-0.70)``."""
     if not ratios:
@@ -401,8 +415,8 @@ def report(harness: Harness) -> str:
         f"Medians of {ROUNDS} rounds, each round of a case right after one of its bare baseline.",
         "",
         "| case | sessions | req/s | p50 ms | p99 ms | Redis µs/page | p50 vs 1 k "
-        "| req/s vs bare (rounds) | CPU/request vs bare (rounds) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s vs bare (rounds) | CPU/request vs bare (rounds) | cores busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     list_rows = [r for r in harness.rows if r.case != "single ingest"]
     smallest = min(r.sessions for r in list_rows)
@@ -413,7 +427,7 @@ def report(harness: Harness) -> str:
             f"| {row.case} | {row.sessions:,} | {row.requests_per_second:,.0f} "
             f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {redis_usec} "
             f"| {ratio(row.p50_ms, p50_at_smallest.get(row.case, 0))} | {spread(row.ratios)} "
-            f"| {spread(row.cpu_ratios)} |"
+            f"| {spread(row.cpu_ratios)} | {median_of(row.busy)} |"
         )
     baselines: dict[str, Row] = {}
     for row in harness.rows:
@@ -428,7 +442,7 @@ def report(harness: Harness) -> str:
             continue
         lines.append(
             f"| {label} | | {base.requests_per_second:,.0f} | {base.p50_ms:.2f} "
-            f"| {base.p99_ms:.2f} | | | 1.00 | 1.00 |"
+            f"| {base.p99_ms:.2f} | | | 1.00 | 1.00 | {median_of(base.busy)} |"
         )
     every = [result for row in harness.rows for result in row.rounds]
     errors = sum(result.errors for result in every)

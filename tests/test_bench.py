@@ -166,13 +166,21 @@ def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
     assert first.ratios == [0.6, 0.6]
     assert first.cpu_ratios == pytest.approx([0.6, 0.6])
 
-    harness = SimpleNamespace(rows=[first, cursor], notes=[])
+    # A worker that used 0.9 of a core in a round of 500 requests a second.
+    waiting = Row("channel page", 1000, [LoadResult(500, 1.0, 2.0, 0, "wrk", 1800.0)])
+    assert first.busy == pytest.approx([1.0, 1.0])
+    assert waiting.busy == pytest.approx([0.9])
+    assert Row("deep offset", 1000, [LoadResult(500, 1.0, 2.0, 0, "wrk")]).busy == []
+
+    harness = SimpleNamespace(rows=[first, cursor, waiting], notes=[])
     table = report(harness)  # type: ignore[arg-type]
     assert "| first page | 1,000 | 540 |" in table
     assert "| cursor page | 1,000 | 450 | 1.00 | 2.00 | - | 1.00 | 0.90 (0.90-0.90) |" in table
+    assert "| channel page | 1,000 | 500 | 1.00 | 2.00 | - | 1.00 | - | - | 0.90 |" in table
     # One baseline line per page size, over the bare rounds of every case of that size.
     (bare_line,) = [line for line in table.splitlines() if line.startswith("| bare")]
     assert bare_line.startswith("| bare aiohttp, same bytes as the 1,000 first page | | 800 |")
+    assert bare_line.endswith("| 1.00 | 1.00 | 1.00 |")
 
 
 async def test_the_fallback_client_gets_and_posts_where_the_harness_says() -> None:
