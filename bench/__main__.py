@@ -407,7 +407,7 @@ def spread(ratios: list[float]) -> str:
     """The median, and the lowest and highest round: ``0.61 (0.55-0.70)``."""
     if not ratios:
         return "-"
-    return f"{median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    return f"{median_of(ratios)} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def report(harness: Harness) -> str:

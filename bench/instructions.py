@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .__main__ import DISTINCT_PAGES, batch_load, fetch, seed_sessions
+from .baseline import LIST_PATH
 from .load import CONNECTIONS, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, ingest_script, pages_script
 from .servers import TOKEN, Managed, RedisServer, ServiceServer, free_port
 
@@ -159,7 +160,7 @@ def baseline_server(body: bytes, workdir: Path) -> Counted:
     body_path.write_bytes(body)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     argv = [sys.executable, "-m", "bench.baseline", str(port), str(body_path)]
-    return Counted(argv, env, workdir, port).start("/api/sessions")
+    return Counted(argv, env, workdir, port).start(LIST_PATH)
 
 
 CASES = ("list", "pages", "ingest", "batch")

@@ -16,6 +16,8 @@ import redis
 
 from service.embedded import find_redis_server
 
+from .baseline import LIST_PATH
+
 TOKEN = "cs_bench_token_0123456789_abcdefghijklmnop"
 START_TIMEOUT = 30.0
 
@@ -165,5 +167,5 @@ class BaselineServer(Managed):
             [sys.executable, "-m", "bench.baseline", str(self.port), str(self.body_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_http(self.url + "/api/sessions", self.process)
+        wait_http(self.url + LIST_PATH, self.process)
         return self
