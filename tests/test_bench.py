@@ -15,10 +15,12 @@ from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
 from bench.__main__ import (
+    ACTIVE_WINDOW_MS,
     DISTINCT_PAGES,
     PAGE_CLIENTS,
     Row,
     read_pages,
+    redis_times_per_page,
     redis_usec_per_page,
     report,
     seed_sessions,
@@ -104,16 +106,45 @@ async def test_redis_time_per_page_comes_from_pages_read_at_once(
     redis_server: RedisProcess,
 ) -> None:
     sync = redis.Redis(port=redis_server.port)
+    clients = [Redis(port=redis_server.port) for _ in range(PAGE_CLIENTS)]
+    stores = [SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS) for client in clients]
     try:
         sync.flushall()
         seed_sessions(sync, 200, 1_705_315_500_000)
         sync.config_resetstat()
-        pages = await read_pages(redis_server.url, {"channel": "telegram"}, seconds=0.3)
+        pages = await read_pages(stores, {"channel": "telegram"}, seconds=0.3)
         transactions = int(sync.info("commandstats")["cmdstat_exec"]["calls"])
         # Eight clients, each its own connection: equal pages do not share a round trip.
         assert pages == transactions > PAGE_CLIENTS
         usec = redis_usec_per_page(sync)
         assert usec is not None and usec > 0
+    finally:
+        for store, client in zip(stores, clients, strict=True):
+            await store.aclose()
+            await client.aclose()
+        sync.close()
+
+
+@pytest.mark.real
+async def test_redis_time_per_page_is_read_in_windows_of_their_own(
+    redis_server: RedisProcess,
+) -> None:
+    sync = redis.Redis(port=redis_server.port)
+    try:
+        sync.flushall()
+        seed_sessions(sync, 200, 1_705_315_500_000)
+        # Pages read before the windows, which no window may count.
+        sync.config_resetstat()
+        clients = [Redis(port=redis_server.port) for _ in range(PAGE_CLIENTS)]
+        stores = [SessionStore(c, active_window_ms=ACTIVE_WINDOW_MS) for c in clients]
+        before = await read_pages(stores, {}, seconds=0.3)
+        for store, client in zip(stores, clients, strict=True):
+            await store.aclose()
+            await client.aclose()
+        readings = await redis_times_per_page(redis_server.url, sync, {}, windows=3, seconds=0.1)
+        assert len(readings) == 3 and all(usec > 0 for usec in readings)
+        # Each window starts from reset counters: what is left is the last window's pages.
+        assert 0 < int(sync.info("commandstats")["cmdstat_exec"]["calls"]) < before
     finally:
         sync.close()
 
@@ -162,7 +193,7 @@ def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
         return LoadResult(rps, 1.0, 2.0, 0, "wrk", cpu_us_per_request=1e6 / rps)
 
     first = Row("first page", 1000, [result(600), result(480)], [result(1000), result(800)])
-    cursor = Row("cursor page", 1000, [result(450)], [result(500)])
+    cursor = Row("cursor page", 1000, [result(450)], [result(500)], [33.0, 41.5, 30.25])
     assert first.ratios == [0.6, 0.6]
     assert first.cpu_ratios == pytest.approx([0.6, 0.6])
 
@@ -175,7 +206,11 @@ def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
     harness = SimpleNamespace(rows=[first, cursor, waiting], notes=[])
     table = report(harness)  # type: ignore[arg-type]
     assert "| first page | 1,000 | 540 |" in table
-    assert "| cursor page | 1,000 | 450 | 1.00 | 2.00 | - | 1.00 | 0.90 (0.90-0.90) |" in table
+    # Redis time per page: the median of the windows, with the lowest and highest.
+    assert (
+        "| cursor page | 1,000 | 450 | 1.00 | 2.00 | 33.0 (30.2-41.5) | 1.00 | 0.90 (0.90-0.90) |"
+        in table
+    )
     assert "| channel page | 1,000 | 500 | 1.00 | 2.00 | - | 1.00 | - | - | 0.90 |" in table
     # One baseline line per page size, over the bare rounds of every case of that size.
     (bare_line,) = [line for line in table.splitlines() if line.startswith("| bare")]

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from redis.asyncio import Redis
 
 from service.models import MessageIn, auto_title, format_time
 from service.store import (
@@ -21,6 +22,7 @@ from service.store import (
 from service.store import parse_card_time as card_time
 
 from conftest import CHANNEL_IDS
+from redis_process import RedisProcess
 
 NOW = 1_705_315_500_000  # 2024-01-15T10:45:00Z
 ODD_IDS = [
@@ -207,6 +209,39 @@ async def test_cursor_survives_its_own_session_moving(store: SessionStore) -> No
     await store.delete_session("default", "s3")
     rest = await store.list_sessions("default", limit=3, now=NOW, cursor=page.next_cursor)
     assert [i["id"] for i in orjson.loads(b"[" + rest.items_json + b"]")] == ["s4", "s5"]
+
+
+@pytest.mark.real
+async def test_a_cursor_still_in_place_is_paged_by_sort_alone(redis_server: RedisProcess) -> None:
+    """The page script's check answers the common case without building the page: the
+    score Redis writes back is compared as the string the cursor carries."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    store = SessionStore(client, active_window_ms=900_000)
+    try:
+        for i in range(6):
+            await store.add_message("default", f"s{i}", message("m", ts=NOW - 1000 * i), now=NOW)
+        cursor = (await store.list_sessions("default", limit=3, now=NOW)).next_cursor
+
+        async def next_page() -> tuple[list[str], set[str]]:
+            await client.config_resetstat()
+            rest = await store.list_sessions("default", limit=3, now=NOW, cursor=cursor)
+            called = {name.removeprefix("cmdstat_") for name in await client.info("commandstats")}
+            return [i["id"] for i in orjson.loads(b"[" + rest.items_json + b"]")], called
+
+        ids, called = await next_page()
+        assert ids == ["s3", "s4", "s5"]
+        # The SORT's page stands: the script read no range and fetched no cards.
+        assert "zrevrank" in called and "zscore" in called
+        assert not called & {"zrevrange", "mget"}
+        # A session from below moves above the cursor: the script builds the page itself.
+        await store.add_message("default", "s4", message("m2", ts=NOW + 1), now=NOW)
+        ids, called = await next_page()
+        assert ids == ["s3", "s5"]
+        assert {"zrevrange", "mget"} <= called
+    finally:
+        await store.aclose()
+        await client.aclose()
 
 
 async def test_cursor_with_tied_scores_after_the_cursor_moved(store: SessionStore) -> None:
