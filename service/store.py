@@ -479,27 +479,26 @@ return replies
 # first rank is only known inside Redis) and a cursor whose session has moved since the
 # cursor was made. See SessionStore.list_sessions for the pages that need no script.
 # KEYS[1] sorted set to page (index or one channel's)
-# ARGV[1] the rank the cursor expects to start at ('' for none), ARGV[2] cursor member,
-# ARGV[3] cursor score ('' both when paging by offset), ARGV[4] the rest, joined by NUL
-# (FIELDS_SEPARATOR): limit, offset ('' when paging by cursor), active filter ('', '1'
-# active, '0' inactive), active cutoff (epoch ms; scores at or above it are active),
-# card key prefix
-# Returns -2 when the cursor's member still sorts just before that rank (the SORT sent
-# along in the same transaction then holds the page), else {total, more, first rank,
-# active count, ids, cards}. The check comes first and reads no more than it needs: a
-# number, not a table, back; ZREVRANK and ZSCORE, whose replies are scalars, not
-# ZREVRANGE's array (Lua builds a table for it); four arguments, not eight (Redis makes
-# a Lua string of each). That took redis-server's instructions for a cursor page from
-# 197-199 k to 184-186 k (callgrind on redis-server; a first page costs it 145-148 k).
-# The score is compared as the string ZSCORE answers, not as two numbers Lua parses:
-# scores are whole milliseconds, which Redis writes in plain digits (a cursor whose
-# score reads otherwise only takes the longer way below); 182 k.
+# ARGV[1] the rank the cursor expects its member at, just before the page ('' for none),
+# ARGV[2] cursor member, ARGV[3] cursor score ('' both when paging by offset), ARGV[4]
+# the rest, joined by NUL (FIELDS_SEPARATOR): limit, offset ('' when paging by cursor),
+# active filter ('', '1' active, '0' inactive), active cutoff (epoch ms; scores at or
+# above it are active), card key prefix
+# Returns -2 when the cursor's member still sits at that rank with its score (the SORT
+# sent along in the same transaction then holds the page), else {total, more, first
+# rank, active count, ids, cards}. The check comes first and reads no more than it
+# needs: one rank, whose member and score are compared as the strings Redis answers
+# and the cursor carries (scores are whole milliseconds, which Redis writes in plain
+# digits; a cursor whose score reads otherwise only takes the longer way below); four
+# arguments, not eight (Redis makes a Lua string of each). That took redis-server's
+# instructions for a cursor page from 197-199 k to 179 k (callgrind on redis-server; a
+# first page costs it 145-148 k): two scalar reads with numbers parsed cost 184-186 k.
 PAGE = (
     _LUA_FIELDS
     + """
-if ARGV[1] ~= '' and redis.call('ZREVRANK', KEYS[1], ARGV[2]) == tonumber(ARGV[1]) - 1
-    and redis.call('ZSCORE', KEYS[1], ARGV[2]) == ARGV[3] then
-  return -2
+if ARGV[1] ~= '' then
+  local at = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
+  if at[1] == ARGV[2] and at[2] == ARGV[3] then return -2 end
 end
 local limit, offset, active_filter, cutoff, card_prefix = unpack(split_fields(ARGV[4]))
 limit = tonumber(limit)
@@ -1093,7 +1092,7 @@ class SessionStore:
         expected_rank: int | None = None,
     ) -> list[Any]:
         active_filter = "" if active is None else ("1" if active else "0")
-        rank = "" if expected_rank is None else str(expected_rank)
+        rank = "" if expected_rank is None else str(expected_rank - 1)
         member, score = (after.member, str(after.score)) if after else ("", "")
         rest = [str(limit), "" if after else str(offset or 0), active_filter, str(cutoff)]
         return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.card_prefix])]

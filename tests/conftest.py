@@ -13,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 
 from service.app import create_app
@@ -21,6 +23,13 @@ from service.settings import SCOPES, Settings, TokenConfig
 from service.store import RedisClient, SessionStore
 
 from redis_process import RedisProcess
+
+# Property tests are judged by their examples, never by the clock: hypothesis's default
+# 200 ms deadline per example failed a page-assembly test once on a busy host.
+hypothesis_settings.register_profile(
+    "chatsessions", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("chatsessions")
 
 ACTIVE_WINDOW_MS = 900_000
 # Session ids as channels make them (SPEC §3), and the characters that break naive code.
