@@ -219,6 +219,27 @@ def fetch(url: str) -> bytes:
         return body
 
 
+@dataclass
+class ListStack:
+    """What the list cases of one size run on: a Redis seeded with that many sessions,
+    a service on it, and the bare baseline answering that size's first page."""
+
+    sessions: int
+    redis: RedisServer
+    service: ServiceServer | None = None
+    baseline: BaselineServer | None = None
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    # Each row with the path and wrk script of its rounds.
+    measured: list[tuple[Row, str, str | None]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for server in (self.baseline, self.service, self.redis):
+            if server is not None:
+                server.stop()
+
+
 class Harness:
     def __init__(self, seconds: float, workdir: Path) -> None:
         self.seconds = seconds
@@ -259,58 +280,79 @@ class Harness:
         requests = result.requests_per_second * seconds
         return replace(result, cpu_us_per_request=cpu / requests * 1e6 if requests else None)
 
-    def list_cases(self, sessions: int) -> None:
-        self.client.flushall()
-        before = used_memory(self.client)
+    def prepare(self, stack: ListStack) -> None:
+        """Seeds the stack's Redis, starts its service and baseline, and sets out its cases."""
+        sessions = stack.sessions
+        directory = self.workdir / f"list-{sessions}"
+        client = stack.redis.client()
+        before = used_memory(client)
         started = time.perf_counter()
-        seed_sessions(self.client, sessions, int(time.time() * 1000))
+        seed_sessions(client, sessions, int(time.time() * 1000))
         seeded = time.perf_counter() - started
-        per_session = (used_memory(self.client) - before) / sessions
+        per_session = (used_memory(client) - before) / sessions
+        client.close()
         self.notes.append(
             f"{sessions:>9,} sessions seeded in {seeded:.1f} s; "
             f"Redis memory {per_session:.0f} bytes per session"
         )
+        stack.service = ServiceServer(stack.redis.url, directory / "service").start()
         first = FIRST_PAGE
-        middle = orjson.loads(fetch(f"{self.service.url}{first}&offset={sessions // 2}"))
-        cases: dict[str, dict[str, Any]] = {
+        middle = orjson.loads(fetch(f"{stack.service.url}{first}&offset={sessions // 2}"))
+        stack.cases = {
             "first page": {},
             "deep offset": {"offset": sessions // 2},
             "cursor page": {"cursor": middle["next_cursor"]},
             "channel page": {"channel": "telegram"},
         }
         # Paths with their queries: the service and the baseline are sent the same ones.
-        paths = {
+        stack.paths = {
             case: first + "".join(f"&{name}={value}" for name, value in query.items())
-            for case, query in cases.items()
+            for case, query in stack.cases.items()
         }
-        for path in paths.values():
-            fetch(self.service.url + path)
-        if not self.rows:
-            self.warm_up(self.service.url + first)
-        rows = [Row(case, sessions, []) for case in cases]
-        # No two requests in flight ask for the same page, so none shares a round trip:
-        # what one worker serves when its pages all differ.
-        distinct = Row("distinct pages", sessions, [])
-        measured: list[tuple[Row, str, str | None]] = [(row, paths[row.case], None) for row in rows]
+        for path in stack.paths.values():
+            fetch(stack.service.url + path)
+        stack.rows = [Row(case, sessions, []) for case in stack.cases]
+        stack.measured = [(row, stack.paths[row.case], None) for row in stack.rows]
         if self.wrk:
-            measured.append((distinct, first, pages_script(first, DISTINCT_PAGES)))
-        baseline = BaselineServer(fetch(self.service.url + first), self.workdir / "baseline")
-        baseline.start()
+            # No two requests in flight ask for the same page, so none shares a round trip:
+            # what one worker serves when its pages all differ.
+            script = pages_script(first, DISTINCT_PAGES)
+            stack.measured.append((Row("distinct pages", sessions, []), first, script))
+        page = fetch(stack.service.url + first)
+        stack.baseline = BaselineServer(page, directory / "baseline").start()
+        self.warm_up(stack.service.url + first)
+        self.warm_up(stack.baseline.url + first)
+
+    def list_cases(self, sizes: list[int]) -> None:
+        """Every size has its own Redis and service, and their rounds take turns: a case's
+        round at 1 M runs right beside its round at 1 k, so that latency at one size is
+        compared with latency at another under the same load from the neighbours."""
+        stacks: list[ListStack] = []
         try:
-            self.warm_up(baseline.url + first)
+            for sessions in sizes:
+                redis_server = RedisServer(self.workdir / f"list-{sessions}" / "redis")
+                stacks.append(ListStack(sessions, redis_server.start()))
+                self.prepare(stacks[-1])
             for _ in range(ROUNDS):
-                for row, path, script in measured:
-                    row.bare.append(self.load(baseline.url + path, baseline, script))
-                    row.rounds.append(self.load(self.service.url + path, self.service, script))
+                for case in range(len(stacks[0].measured)):
+                    for stack in stacks:
+                        row, path, script = stack.measured[case]
+                        assert stack.baseline is not None and stack.service is not None
+                        base, service = stack.baseline, stack.service
+                        row.bare.append(self.load(base.url + path, base, script))
+                        row.rounds.append(self.load(service.url + path, service, script))
+            for stack in stacks:
+                client = stack.redis.client()
+                for row in stack.rows:
+                    row.redis_usec = asyncio.run(
+                        redis_times_per_page(stack.redis.url, client, stack.cases[row.case])
+                    )
+                client.close()
         finally:
-            baseline.stop()
-        for row in rows:
-            row.redis_usec = asyncio.run(
-                redis_times_per_page(self.redis.url, self.client, cases[row.case])
-            )
-        self.rows += rows
-        if distinct.rounds:
-            self.rows.append(distinct)
+            for stack in stacks:
+                stack.stop()
+        for stack in stacks:
+            self.rows += [row for row, _, _ in stack.measured]
 
     def ingest_cases(self) -> None:
         self.client.flushall()
@@ -427,8 +469,13 @@ TARGET_LIST_CASES = ("first page", "deep offset", "cursor page", "channel page")
 LIST_TARGET = 0.6
 
 
-def ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}" if base else "-"
+def p50_against(row: Row, smallest: Row | None) -> str:
+    """The row's p50 against the same case's at the smallest size, round by round (the
+    sizes' rounds take turns), as the median of the rounds."""
+    if smallest is None:
+        return "-"
+    pairs = zip(row.rounds, smallest.rounds, strict=False)
+    return median_of([r.p50_ms / s.p50_ms for r, s in pairs if s.p50_ms])
 
 
 def median_of(values: list[float], digits: int = 2) -> str:
@@ -445,7 +492,8 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 def report(harness: Harness) -> str:
     lines = [
-        f"Medians of {ROUNDS} rounds, each round of a case right after one of its bare baseline.",
+        f"Medians of {ROUNDS} rounds, each round of a case right after one of its bare baseline; "
+        "the sizes' rounds take turns, and p50 vs 1 k is the median of the rounds' ratios.",
         "",
         "| case | sessions | req/s | p50 ms | p99 ms | Redis µs/page (windows) | p50 vs 1 k "
         "| req/s vs bare (rounds) | CPU/request vs bare (rounds) | cores busy |",
@@ -453,12 +501,12 @@ def report(harness: Harness) -> str:
     ]
     list_rows = [r for r in harness.rows if r.case != "single ingest"]
     smallest = min(r.sessions for r in list_rows)
-    p50_at_smallest = {r.case: r.p50_ms for r in list_rows if r.sessions == smallest}
+    at_smallest = {r.case: r for r in list_rows if r.sessions == smallest}
     for row in harness.rows:
         lines.append(
             f"| {row.case} | {row.sessions:,} | {row.requests_per_second:,.0f} "
             f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {spread(row.redis_usec, 1)} "
-            f"| {ratio(row.p50_ms, p50_at_smallest.get(row.case, 0))} | {spread(row.ratios)} "
+            f"| {p50_against(row, at_smallest.get(row.case))} | {spread(row.ratios)} "
             f"| {spread(row.cpu_ratios)} | {median_of(row.busy)} |"
         )
     baselines: dict[str, Row] = {}
@@ -512,8 +560,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="chatsessions-bench-"))
     harness = Harness(seconds, workdir)
     try:
-        for sessions in sizes:
-            harness.list_cases(sessions)
+        harness.list_cases(sizes)
         harness.ingest_cases()
         harness.message_memory()
     finally:

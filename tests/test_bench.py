@@ -225,6 +225,21 @@ def test_each_round_is_compared_with_the_bare_round_run_beside_it() -> None:
     assert bare_line.endswith("| 1.00 | 1.00 | 1.00 |")
 
 
+def test_latency_at_a_size_is_compared_round_by_round_with_the_smallest() -> None:
+    def rounds(*p50s: float) -> list[LoadResult]:
+        return [LoadResult(1000, p50, 2 * p50, 0, "wrk") for p50 in p50s]
+
+    # The host slowed down in the second round and sped up in the third; both sizes
+    # felt it, and each round's pair reads 1.1. In the fourth, 1 M alone met a spike.
+    small = Row("first page", 1000, rounds(1.0, 2.0, 0.5, 1.0))
+    large = Row("first page", 1_000_000, rounds(1.1, 2.2, 0.55, 3.0))
+    harness = SimpleNamespace(rows=[small, large], notes=[])
+    table = report(harness)  # type: ignore[arg-type]
+    assert "| first page | 1,000 | 1,000 | 1.00 | 2.00 | - | 1.00 |" in table
+    # The medians' ratio would read 1.65.
+    assert "| first page | 1,000,000 | 1,000 | 1.65 | 3.30 | - | 1.10 |" in table
+
+
 async def test_the_fallback_client_gets_and_posts_where_the_harness_says() -> None:
     server = TestServer(build_app(b'{"sessions":[]}'))
     await server.start_server()
