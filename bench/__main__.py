@@ -13,6 +13,8 @@ import shutil
 import tempfile
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import median
@@ -168,6 +170,19 @@ async def read_pages(
     return pages
 
 
+@asynccontextmanager
+async def page_stores(url: str) -> AsyncIterator[list[SessionStore]]:
+    """PAGE_CLIENTS stores on the Redis at ``url``, each on a connection of its own."""
+    clients = [redis.asyncio.Redis.from_url(url) for _ in range(PAGE_CLIENTS)]
+    stores = [SessionStore(c, active_window_ms=ACTIVE_WINDOW_MS) for c in clients]
+    try:
+        yield stores
+    finally:
+        for store, client in zip(stores, clients, strict=True):
+            await store.aclose()
+            await client.aclose()
+
+
 async def redis_times_per_page(
     url: str,
     client: redis.Redis,
@@ -177,20 +192,14 @@ async def redis_times_per_page(
 ) -> list[float]:
     """Redis time per page in each of ``windows`` windows, while PAGE_CLIENTS stores
     read the page; ``client``'s INFO commandstats is reset before each window."""
-    clients = [redis.asyncio.Redis.from_url(url) for _ in range(PAGE_CLIENTS)]
-    stores = [SessionStore(c, active_window_ms=ACTIVE_WINDOW_MS) for c in clients]
     readings: list[float] = []
-    try:
+    async with page_stores(url) as stores:
         for _ in range(windows):
             client.config_resetstat()
             await read_pages(stores, query, seconds)
             reading = redis_usec_per_page(client)
             if reading is not None:
                 readings.append(reading)
-    finally:
-        for store, store_client in zip(stores, clients, strict=True):
-            await store.aclose()
-            await store_client.aclose()
     return readings
 
 
@@ -229,10 +238,13 @@ class ListStack:
     service: ServiceServer | None = None
     baseline: BaselineServer | None = None
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
     # Each row with the path and wrk script of its rounds.
     measured: list[tuple[Row, str, str | None]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        """The rows of the cases with a page of their own (not distinct pages)."""
+        return [row for row, _, _ in self.measured if row.case in self.cases]
 
     def stop(self) -> None:
         for server in (self.baseline, self.service, self.redis):
@@ -305,14 +317,13 @@ class Harness:
             "channel page": {"channel": "telegram"},
         }
         # Paths with their queries: the service and the baseline are sent the same ones.
-        stack.paths = {
+        paths = {
             case: first + "".join(f"&{name}={value}" for name, value in query.items())
             for case, query in stack.cases.items()
         }
-        for path in stack.paths.values():
+        for path in paths.values():
             fetch(stack.service.url + path)
-        stack.rows = [Row(case, sessions, []) for case in stack.cases]
-        stack.measured = [(row, stack.paths[row.case], None) for row in stack.rows]
+        stack.measured = [(Row(case, sessions, []), path, None) for case, path in paths.items()]
         if self.wrk:
             # No two requests in flight ask for the same page, so none shares a round trip:
             # what one worker serves when its pages all differ.

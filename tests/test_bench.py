@@ -15,10 +15,10 @@ from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
 from bench.__main__ import (
-    ACTIVE_WINDOW_MS,
     DISTINCT_PAGES,
     PAGE_CLIENTS,
     Row,
+    page_stores,
     read_pages,
     redis_times_per_page,
     redis_usec_per_page,
@@ -106,22 +106,18 @@ async def test_redis_time_per_page_comes_from_pages_read_at_once(
     redis_server: RedisProcess,
 ) -> None:
     sync = redis.Redis(port=redis_server.port)
-    clients = [Redis(port=redis_server.port) for _ in range(PAGE_CLIENTS)]
-    stores = [SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS) for client in clients]
     try:
         sync.flushall()
         seed_sessions(sync, 200, 1_705_315_500_000)
         sync.config_resetstat()
-        pages = await read_pages(stores, {"channel": "telegram"}, seconds=0.3)
+        async with page_stores(redis_server.url) as stores:
+            pages = await read_pages(stores, {"channel": "telegram"}, seconds=0.3)
         transactions = int(sync.info("commandstats")["cmdstat_exec"]["calls"])
         # Eight clients, each its own connection: equal pages do not share a round trip.
         assert pages == transactions > PAGE_CLIENTS
         usec = redis_usec_per_page(sync)
         assert usec is not None and usec > 0
     finally:
-        for store, client in zip(stores, clients, strict=True):
-            await store.aclose()
-            await client.aclose()
         sync.close()
 
 
@@ -135,12 +131,8 @@ async def test_redis_time_per_page_is_read_in_windows_of_their_own(
         seed_sessions(sync, 200, 1_705_315_500_000)
         # Pages read before the windows, which no window may count.
         sync.config_resetstat()
-        clients = [Redis(port=redis_server.port) for _ in range(PAGE_CLIENTS)]
-        stores = [SessionStore(c, active_window_ms=ACTIVE_WINDOW_MS) for c in clients]
-        before = await read_pages(stores, {}, seconds=0.3)
-        for store, client in zip(stores, clients, strict=True):
-            await store.aclose()
-            await client.aclose()
+        async with page_stores(redis_server.url) as stores:
+            before = await read_pages(stores, {}, seconds=0.3)
         readings = await redis_times_per_page(redis_server.url, sync, {}, windows=3, seconds=0.1)
         assert len(readings) == 3 and all(usec > 0 for usec in readings)
         # Each window starts from reset counters: what is left is the last window's pages.

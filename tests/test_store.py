@@ -21,7 +21,7 @@ from service.store import (
 )
 from service.store import parse_card_time as card_time
 
-from conftest import CHANNEL_IDS
+from conftest import ACTIVE_WINDOW_MS, CHANNEL_IDS
 from redis_process import RedisProcess
 
 NOW = 1_705_315_500_000  # 2024-01-15T10:45:00Z
@@ -218,7 +218,7 @@ async def test_a_cursor_still_in_place_is_paged_by_sort_alone(redis_server: Redi
     cursor carries."""
     client = Redis.from_url(redis_server.url)
     await client.flushall()
-    store = SessionStore(client, active_window_ms=900_000)
+    store = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS)
     try:
         for i in range(6):
             await store.add_message("default", f"s{i}", message("m", ts=NOW - 1000 * i), now=NOW)
