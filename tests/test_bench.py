@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -101,44 +102,42 @@ async def test_seeded_sessions_are_what_the_store_writes(redis_server: RedisProc
         sync.close()
 
 
+@pytest.fixture
+def seeded(redis_server: RedisProcess) -> Iterator[redis.Redis]:
+    """A client of the real server, which holds 200 seeded sessions and no other keys."""
+    sync = redis.Redis(port=redis_server.port)
+    sync.flushall()
+    seed_sessions(sync, 200, 1_705_315_500_000)
+    yield sync
+    sync.close()
+
+
 @pytest.mark.real
 async def test_redis_time_per_page_comes_from_pages_read_at_once(
-    redis_server: RedisProcess,
+    redis_server: RedisProcess, seeded: redis.Redis
 ) -> None:
-    sync = redis.Redis(port=redis_server.port)
-    try:
-        sync.flushall()
-        seed_sessions(sync, 200, 1_705_315_500_000)
-        sync.config_resetstat()
-        async with page_stores(redis_server.url) as stores:
-            pages = await read_pages(stores, {"channel": "telegram"}, seconds=0.3)
-        transactions = int(sync.info("commandstats")["cmdstat_exec"]["calls"])
-        # Eight clients, each its own connection: equal pages do not share a round trip.
-        assert pages == transactions > PAGE_CLIENTS
-        usec = redis_usec_per_page(sync)
-        assert usec is not None and usec > 0
-    finally:
-        sync.close()
+    seeded.config_resetstat()
+    async with page_stores(redis_server.url) as stores:
+        pages = await read_pages(stores, {"channel": "telegram"}, seconds=0.3)
+    transactions = int(seeded.info("commandstats")["cmdstat_exec"]["calls"])
+    # Eight clients, each its own connection: equal pages do not share a round trip.
+    assert pages == transactions > PAGE_CLIENTS
+    usec = redis_usec_per_page(seeded)
+    assert usec is not None and usec > 0
 
 
 @pytest.mark.real
 async def test_redis_time_per_page_is_read_in_windows_of_their_own(
-    redis_server: RedisProcess,
+    redis_server: RedisProcess, seeded: redis.Redis
 ) -> None:
-    sync = redis.Redis(port=redis_server.port)
-    try:
-        sync.flushall()
-        seed_sessions(sync, 200, 1_705_315_500_000)
-        # Pages read before the windows, which no window may count.
-        sync.config_resetstat()
-        async with page_stores(redis_server.url) as stores:
-            before = await read_pages(stores, {}, seconds=0.3)
-        readings = await redis_times_per_page(redis_server.url, sync, {}, windows=3, seconds=0.1)
-        assert len(readings) == 3 and all(usec > 0 for usec in readings)
-        # Each window starts from reset counters: what is left is the last window's pages.
-        assert 0 < int(sync.info("commandstats")["cmdstat_exec"]["calls"]) < before
-    finally:
-        sync.close()
+    # Pages read before the windows, which no window may count.
+    seeded.config_resetstat()
+    async with page_stores(redis_server.url) as stores:
+        before = await read_pages(stores, {}, seconds=0.3)
+    readings = await redis_times_per_page(redis_server.url, seeded, {}, windows=3, seconds=0.1)
+    assert len(readings) == 3 and all(usec > 0 for usec in readings)
+    # Each window starts from reset counters: what is left is the last window's pages.
+    assert 0 < int(seeded.info("commandstats")["cmdstat_exec"]["calls"]) < before
 
 
 def test_distinct_pages_script_never_repeats_a_page_in_flight() -> None:
