@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 from urllib.parse import quote
 
@@ -19,10 +20,20 @@ class Exporter(Protocol):
     def tail(self) -> bytes: ...
 
 
+# What a plain ``filename=`` may carry: every file system and every client takes these.
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+# File systems refuse names over 255 bytes; an id may be 256 characters.
+_PLAIN_ID_LENGTH = 200
+
+
 def _disposition(session: Session, extension: str) -> str:
-    # RFC 6266/5987: the id may hold any character, so the name goes percent-encoded.
-    name = quote(f"session-{session.id}.{extension}", safe="")
-    return f"attachment; filename*=UTF-8''{name}"
+    # RFC 6266/5987: the id may hold any character, so the exact name goes percent-encoded
+    # in filename*; clients that read only filename= (curl -OJ) get an ASCII stand-in with
+    # the same extension, so that the two formats of one session never share a name.
+    exact = quote(f"session-{session.id}.{extension}", safe="")
+    safe_id = _UNSAFE_IN_FILENAME.sub("_", session.id[:_PLAIN_ID_LENGTH])
+    plain = f"session-{safe_id}.{extension}"
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}"
 
 
 class JsonExporter:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -119,11 +121,49 @@ async def test_export_json_has_every_message(api: Api) -> None:
         assert response.status == 200
         assert response.content_type == "application/json"
         disposition = response.headers["Content-Disposition"]
-        assert disposition.startswith("attachment; filename*=UTF-8''session-C01ABC%3A")
+        assert disposition == (
+            'attachment; filename="session-C01ABC_1705123456.789.json"; '
+            "filename*=UTF-8''session-C01ABC%3A1705123456.789.json"
+        )
         body = orjson.loads(await response.read())
     assert body["session"]["id"] == session_id
     assert body["session"]["message_count"] == 1203
     assert [m["content"] for m in body["messages"]] == [f"m{n}" for n in range(1203)]
+
+
+def filenames(disposition: str) -> tuple[str, str]:
+    """The plain ``filename=`` and the decoded ``filename*=`` of a Content-Disposition."""
+    plain = re.fullmatch(r'attachment; filename="([^"]*)"; filename\*=UTF-8\'\'(\S+)', disposition)
+    assert plain, disposition
+    return plain.group(1), unquote(plain.group(2))
+
+
+async def test_export_filenames_differ_by_format_and_the_plain_one_is_ascii(api: Api) -> None:
+    # curl -OJ reads only filename=: the two formats of one session must not share it.
+    session_id = 'spaces/abc 1:ü"x'
+    await api.ingest(session_id, content="hi")
+    names = {}
+    for export_format in ("json", "md"):
+        async with api.client.get(
+            f"/api/sessions/{quote(session_id)}/export?format={export_format}",
+            headers=api.tokens.header("reader"),
+        ) as response:
+            assert response.status == 200
+            names[export_format] = filenames(response.headers["Content-Disposition"])
+    assert names["json"] == ("session-spaces_abc_1___x.json", f"session-{session_id}.json")
+    assert names["md"] == ("session-spaces_abc_1___x.md", f"session-{session_id}.md")
+
+
+async def test_export_plain_filename_of_the_longest_id_fits_a_file_system(api: Api) -> None:
+    session_id = "é" * 256
+    await api.ingest(session_id, content="hi")
+    async with api.client.get(
+        f"/api/sessions/{quote(session_id)}/export", headers=api.tokens.header("reader")
+    ) as response:
+        plain, exact = filenames(response.headers["Content-Disposition"])
+    assert plain == "session-" + "_" * 200 + ".json"
+    assert len(plain.encode()) <= 255
+    assert exact == f"session-{session_id}.json"
 
 
 async def test_export_markdown_and_empty_session(api: Api) -> None:
