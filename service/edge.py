@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
@@ -43,6 +44,15 @@ def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
     match error.status:
         case 404:
             detail = f"No route for {request.method} {request.path}; see /api/openapi.json."
+            # A session id with an unencoded '/' splits into segments that no route takes.
+            raw = request.rel_url.raw_path
+            parts = raw.removeprefix("/api/sessions/").split("/")
+            if raw.startswith("/api/sessions/") and len(parts) > 1 and all(parts):
+                if len(parts) > 2 and parts[-1] in ("messages", "title", "export"):
+                    parts.pop()
+                session_id = "/".join(unquote(part) for part in parts)
+                encoded = quote(session_id, safe="")
+                detail += f" If the session id is {session_id}, percent-encode it: {encoded}."
         case 405:
             allowed = error.headers.get("Allow", "")
             detail = f"Method {request.method} is not allowed here; use {allowed}."

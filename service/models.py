@@ -29,6 +29,9 @@ DEFAULT_TITLE = "New session"
 MAX_FUTURE_MS = 24 * 3600 * 1000
 MIN_TIME_MS = 0
 MAX_TIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+# Epoch seconds beyond this are the year 5138, far past the 24 hours ahead accepted:
+# such a number, up to the last millisecond of 9999, is a clock read in milliseconds.
+MAX_PLAUSIBLE_SECONDS = 10**11
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -75,6 +78,12 @@ def parse_time(value: Any, field: str = "timestamp") -> int:
     if isinstance(value, bool):
         raise InvalidInput(f"{field} must be an RFC 3339 string or epoch seconds.")
     if isinstance(value, int | float):
+        if MAX_PLAUSIBLE_SECONDS < value <= MAX_TIME_MS:
+            seconds = f"{value / 1000:.3f}".rstrip("0").rstrip(".")
+            raise InvalidInput(
+                f"{field} {value!r} looks like epoch milliseconds; send epoch seconds, not "
+                f"milliseconds ({seconds} here), or an RFC 3339 string."
+            )
         if not math.isfinite(value) or not MIN_TIME_MS <= value * 1000 <= MAX_TIME_MS:
             raise InvalidInput(f"{field} must be between 1970 and 9999.")
         ms = round(value * 1000)

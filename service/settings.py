@@ -22,6 +22,9 @@ CONFIG_ENV = "CHATSESSIONS_CONFIG"
 SCOPES = ("sessions:read", "sessions:write", "sessions:delete")
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# How every token starts (auth.TOKEN_PREFIX, which imports this module): a value that
+# starts so was pasted where its hash belongs.
+RAW_TOKEN_PREFIX = "cs_"
 LOG_FORMATS = ("text", "json")
 
 
@@ -168,6 +171,14 @@ def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, 
         if unknown:
             raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
         digest = entry.get("sha256")
+        if isinstance(digest, str) and digest.strip().startswith(RAW_TOKEN_PREFIX):
+            # Never echo it: it is a secret, and this error is printed at start-up.
+            raise ConfigError(
+                f"{where}.sha256",
+                "holds a token itself, not its hash; put the output of "
+                "`chatsessions token hash` here (it reads the token on standard input) "
+                "and keep the token only in the client",
+            )
         if not isinstance(digest, str) or not SHA256_PATTERN.match(digest.lower()):
             raise ConfigError(f"{where}.sha256", "expected 64 hex digits (the token's SHA-256)")
         tokens.append(

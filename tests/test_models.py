@@ -1,6 +1,6 @@
 """The request path's shortcuts give what the plain definitions give: times formatted
 from a table of endings, ids checked for control characters without a regex when they
-are printable ASCII."""
+are printable ASCII; and a time sent in milliseconds is refused with the fix."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.models import MAX_TIME_MS, InvalidInput, check_session_id, format_time
+from service.models import (
+    MAX_PLAUSIBLE_SECONDS,
+    MAX_TIME_MS,
+    InvalidInput,
+    check_session_id,
+    format_time,
+    parse_time,
+)
 
 CONTROL_CHARACTERS = [chr(code) for code in (*range(32), 127)]
 
@@ -46,3 +53,30 @@ def test_an_id_is_refused_for_control_characters_exactly_when_it_holds_one(text:
             check_session_id(text)
     else:
         assert check_session_id(text) == text
+
+
+@pytest.mark.parametrize(
+    ("milliseconds", "seconds"),
+    [(1_705_314_600_000, "1705314600"), (1_705_314_600_123.5, "1705314600.124")],
+)
+def test_a_time_in_milliseconds_says_seconds_not_milliseconds(
+    milliseconds: float, seconds: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_time(milliseconds)
+    assert "seconds, not milliseconds" in caught.value.detail
+    assert f"({seconds} here)" in caught.value.detail
+
+
+def test_the_milliseconds_hint_starts_where_seconds_cannot_be_meant() -> None:
+    # Up to MAX_PLAUSIBLE_SECONDS a number is seconds (refused only as too far ahead);
+    # past 9999 in milliseconds it is neither, and the range is what is said.
+    with pytest.raises(InvalidInput, match="24 hours in the future"):
+        parse_time(MAX_PLAUSIBLE_SECONDS)
+    with pytest.raises(InvalidInput, match="seconds, not milliseconds"):
+        parse_time(MAX_PLAUSIBLE_SECONDS + 1)
+    with pytest.raises(InvalidInput, match="seconds, not milliseconds"):
+        parse_time(MAX_TIME_MS)
+    with pytest.raises(InvalidInput, match="between 1970 and 9999"):
+        parse_time(MAX_TIME_MS + 1)
+    assert parse_time(1_705_314_600) == 1_705_314_600_000

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ConfigError, Settings, load_settings
+from service.auth import TOKEN_PREFIX, new_token
+from service.settings import RAW_TOKEN_PREFIX, ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "chatsessions.example.toml"
@@ -101,3 +102,26 @@ def test_bad_values_name_their_key(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_a_raw_token_pasted_as_its_hash_points_to_token_hash(tmp_path: Path, where: str) -> None:
+    token = new_token()
+    if where == "file":
+        path = write(tmp_path, f'[[tokens]]\nname = "bot"\nsha256 = "{token}"\nscopes = ["read"]\n')
+        env: dict[str, str] = {}
+        key = "tokens[0].sha256"
+    else:
+        path = None
+        env = {"CHATSESSIONS_TOKENS": f'[{{"name": "bot", "sha256": "{token}", "scopes": "read"}}]'}
+        key = "CHATSESSIONS_TOKENS[0].sha256"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=env)
+    assert caught.value.key == key
+    assert "`chatsessions token hash`" in str(caught.value)
+    assert token not in str(caught.value)
+
+
+def test_the_raw_token_check_knows_how_tokens_start() -> None:
+    assert new_token().startswith(RAW_TOKEN_PREFIX)
+    assert TOKEN_PREFIX == RAW_TOKEN_PREFIX
