@@ -41,9 +41,15 @@ def live_service(tmp_path: Path) -> Iterator[ServeProcess]:
         redis.stop()
 
 
-def test_schemathesis_finds_no_server_error_and_no_mismatch(live_service: ServeProcess) -> None:
+def test_schemathesis_finds_no_server_error_and_no_mismatch(
+    live_service: ServeProcess, tmp_path: Path
+) -> None:
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert binary, "schemathesis is a dev dependency"
+    # schemathesis keeps its state (.schemathesis/) in the folder it runs in: a temporary
+    # one, so that a run leaves nothing in the checkout.
+    workdir = tmp_path / "schemathesis"
+    workdir.mkdir()
     result = subprocess.run(
         [
             binary,
@@ -63,6 +69,7 @@ def test_schemathesis_finds_no_server_error_and_no_mismatch(live_service: ServeP
             "--seed",
             "20261128",
         ],
+        cwd=workdir,
         capture_output=True,
         text=True,
         timeout=600,
