@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from importlib import resources
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from .appkeys import (
     ACCESS_LOG,
@@ -23,7 +22,6 @@ from .appkeys import (
 )
 from .auth import TokenRegistry
 from .connections import open_redis
-from .embedded import EmbeddedRedis
 from .logs import FLUSH_INTERVAL, AccessLog, flush_logs
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -38,31 +36,53 @@ from .store import (
 log = logging.getLogger("chatsessions")
 
 # The server's client has no socket timeout (the store bounds its own round trips), so
-# the move at start gets one budget per namespace: a hundred round-trip timeouts. A move
-# cut short is logged and goes on at the next start.
+# the move gets one budget per namespace: a hundred round-trip timeouts. A move cut
+# short is logged and goes on at the next start or with `chatsessions migrate`.
 MIGRATION_ROUND_TRIPS = 100
 
 
-async def migrate_first_release(client: RedisClient, settings: Settings) -> None:
-    """Cards of the first release move to this layout before the first request."""
+async def migrate_first_release(
+    client: RedisClient, settings: Settings, budget: float | None = None
+) -> None:
+    """Cards of the first release move to this layout, namespace by namespace, while
+    the service serves; ``budget`` seconds per namespace (default: a hundred
+    redis_timeouts)."""
+    if budget is None:
+        budget = settings.redis_timeout * MIGRATION_ROUND_TRIPS
     namespaces = {settings.default_namespace, *(t.namespace for t in settings.tokens)}
     for namespace in sorted(namespaces):
         try:
-            moved = await asyncio.wait_for(
-                migrate_legacy_cards(client, namespace),
-                settings.redis_timeout * MIGRATION_ROUND_TRIPS,
-            )
-        except (RedisError, OSError, TimeoutError) as error:
-            log.warning("could not move first-release sessions of %s yet: %s", namespace, error)
+            async with asyncio.timeout(budget):
+                moved = await migrate_legacy_cards(client, namespace)
+        except TimeoutError:
+            reason: tuple[str, object] = ("TimeoutError", f"not done within {budget:g} s")
+        # A task in the background logs what went wrong instead of ending the service.
+        except Exception as error:
+            reason = (type(error).__name__, error)
+        else:
+            if moved:
+                log.info("moved %d first-release sessions of namespace %s", moved, namespace)
             continue
-        if moved:
-            log.info("moved %d first-release sessions of namespace %s", moved, namespace)
+        log.warning(
+            "could not move first-release sessions of namespace %s yet (%s: %s); they move "
+            "at the next start or with: chatsessions migrate",
+            namespace,
+            *reason,
+        )
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has ended."""
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 def redis_context(
     client: RedisClient | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Open the Redis client (and the embedded server when no URL is set); close both.
+    """Open the Redis client at ``settings.redis_url`` and close it at the end; move the
+    first release's sessions in the background meanwhile.
 
     A client passed in (fakeredis in tests, say) is used as it is and left open.
     """
@@ -74,14 +94,10 @@ def redis_context(
             yield
             await app[STORE].aclose()
             return
+        if settings.redis_url is None:
+            raise ValueError("redis_url is settled before the app starts (serve does it)")
         async with AsyncExitStack() as stack:
-            url = settings.redis_url
-            if url is None:
-                embedded = EmbeddedRedis(settings.data_dir)
-                await asyncio.to_thread(embedded.start)
-                stack.push_async_callback(asyncio.to_thread, embedded.stop)
-                url = embedded.url
-            opened = open_redis(url, settings.redis_timeout, socket_timeout=False)
+            opened = open_redis(settings.redis_url, settings.redis_timeout, socket_timeout=False)
             stack.push_async_callback(opened.aclose)
             app[STORE] = SessionStore(
                 opened,
@@ -89,7 +105,10 @@ def redis_context(
                 timeout=settings.redis_timeout,
             )
             stack.push_async_callback(app[STORE].aclose)
-            await migrate_first_release(opened, settings)
+            # Serving does not wait for the move: a request may find a session still in
+            # the old layout until it is done, as it could before the start.
+            migration = asyncio.create_task(migrate_first_release(opened, settings))
+            stack.push_async_callback(cancelled, migration)
             yield
 
     return context

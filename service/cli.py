@@ -1,102 +1,81 @@
-"""The ``chatsessions`` command: serve, check, token."""
+"""chatsessions: the session index for multi-channel chat assistants.
+
+Commands: serve the HTTP API, check and migrate the data in Redis, make tokens.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from importlib import metadata
+from types import FrameType
 
 import orjson
-from aiohttp import web
+from redis.exceptions import RedisError
 
-from .app import create_app, make_runner
+from . import __version__
 from .auth import hash_token, new_token
 from .connections import open_redis
-from .embedded import EmbeddedRedis, EmbeddedRedisError
+from .embedded import DataDirInUse, EmbeddedRedis, EmbeddedRedisError
 from .logs import configure_logging, flush_logs
+from .server import bind_sockets, prepare, run_event_loop
 from .settings import (
     NAMESPACE_PATTERN,
-    SCOPES,
     ConfigError,
     Settings,
-    TokenConfig,
     load_settings,
     parse_scopes,
 )
-from .store import InvariantChecker
+from .startup import StartupError, replace_generated_token
+from .store import InvariantChecker, migrate_legacy_cards
 from .workers import Supervisor
 
 log = logging.getLogger("chatsessions")
 
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def with_generated_token(settings: Settings) -> Settings:
-    """No token configured: make one for this run and print it, once, to stdout."""
-    token = new_token()
-    print(
-        f"No token configured; this run accepts one generated token "
-        f"(namespace {settings.default_namespace}, all scopes):\n\n    {token}\n\n"
-        f"Create lasting ones with: chatsessions token new --name NAME",
-        flush=True,
-    )
-    generated = TokenConfig(
-        name="generated",
-        sha256=hash_token(token),
-        scopes=frozenset(SCOPES),
-        namespace=settings.default_namespace,
-    )
-    return replace(settings, tokens=(generated,))
+def package_version() -> str:
+    try:
+        return metadata.version("chatsessions")
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
-async def run_server(settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then close every resource the app opened."""
-    app = create_app(settings)
-    runner = make_runner(app)
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+def plural(count: int, word: str) -> str:
+    """``1 session``, ``2 sessions``, ``0 sessions``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def describe(error: BaseException) -> str:
+    """``TypeName: message``, or the type's name alone when the message is empty."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while serve was starting or stopping."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _handle_signals(handler: Callable[[int, FrameType | None], None] | signal.Handlers) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        # Workers share the port; a lone process must not share it with a stranger.
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.workers > 1)
-        await site.start()
-        tune_garbage_collector()
-        log.info("serving on http://%s:%d", settings.host, settings.port)
-        flush_logs()
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-# Requests allocate containers by the thousand (a batch's items, replies, answers) that
-# die with the request. At CPython's default of 700, the young generation was collected
-# several times per batch, promoting those containers and traversing them again in the
-# older generations: 5 % of a batch's instructions. Everything made at start (modules,
-# the app) is frozen out of collection.
-YOUNG_GENERATION_THRESHOLD = 20_000
-
-
-def tune_garbage_collector() -> None:
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)
-
-
-def run_event_loop(settings: Settings) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(run_server(settings))
-    else:
-        uvloop.run(run_server(settings))
+        signal.signal(signum, handler)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -110,12 +89,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.workers < 1 or not 0 <= settings.port <= 65535:
         raise ConfigError("--workers/--port", "workers must be 1 or more, port 0-65535")
     configure_logging(settings.log_format)
-    if not settings.tokens:
-        settings = with_generated_token(settings)
+    # The port first: a busy one fails before a redis-server starts or a token is printed.
+    sockets: list[socket.socket] = bind_sockets(settings.host, settings.port, reuse_port=False)
     if settings.workers > 1:
-        return Supervisor(settings).run()
-    run_event_loop(settings)
-    return 0
+        # Checked only: each worker binds its own socket to share the port.
+        for sock in sockets:
+            sock.close()
+        sockets = []
+    # Until the event loop takes the signals over, they unwind the start (stopping the
+    # embedded redis-server); once it has stopped, the rest of the stop is bounded.
+    _handle_signals(_interrupt)
+    try:
+        with ExitStack() as stack:
+            if settings.redis_url is None:
+                embedded = stack.enter_context(EmbeddedRedis(settings.data_dir))
+                settings = replace(settings, redis_url=embedded.url)
+            settings = asyncio.run(prepare(settings))
+            if settings.workers > 1:
+                code = Supervisor(settings).run()
+            else:
+                run_event_loop(settings, sockets)
+                code = 0
+            _handle_signals(signal.SIG_IGN)
+    except Interrupted as interrupted:
+        _handle_signals(signal.SIG_IGN)
+        log.info("shutting down (%s)", interrupted.name)
+        code = 0
+    finally:
+        for sock in sockets:
+            sock.close()
+    log.info("stopped")
+    flush_logs()
+    return code
+
+
+@contextmanager
+def redis_for_command(settings: Settings, url: str | None) -> Iterator[str]:
+    """The URL of the Redis a command works on: the one given, the configured one, or
+    the embedded one under data_dir (a running serve's, else one started for the
+    command and stopped after it)."""
+    url = url or settings.redis_url
+    if url is not None:
+        yield url
+        return
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        embedded.start()
+    except DataDirInUse:
+        yield embedded.url
+        return
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
 
 
 def cmd_token_new(args: argparse.Namespace) -> int:
@@ -145,6 +171,31 @@ def cmd_token_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+async def reset_generated_token(url: str, redis_timeout: float) -> str:
+    client = open_redis(url, redis_timeout)
+    try:
+        token = new_token()
+        await replace_generated_token(client, hash_token(token))
+    finally:
+        await client.aclose()
+    return token
+
+
+def cmd_token_reset_generated(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    with redis_for_command(settings, args.redis_url) as url:
+        token = asyncio.run(reset_generated_token(url, settings.redis_timeout))
+    print(
+        f"New generated token (namespace {settings.default_namespace}, all scopes), "
+        f"shown only this once:\n\n    {token}\n\n"
+        f"Restart every chatsessions serve that uses this Redis: from then on they "
+        f"accept this token and refuse the one generated before."
+    )
+    if settings.tokens:
+        print("Note: tokens are configured, and serve accepts those instead of this one.")
+    return 0
+
+
 async def check_namespaces(url: str, redis_timeout: float, namespaces: list[str]) -> int:
     client = open_redis(url, redis_timeout)
     try:
@@ -153,10 +204,10 @@ async def check_namespaces(url: str, redis_timeout: float, namespaces: list[str]
         clean = True
         for namespace in names:
             report = await checker.check(namespace)
-            state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+            state = "ok" if report.ok else plural(len(report.problems), "problem")
             print(
-                f"namespace {namespace}: {report.sessions} sessions, "
-                f"{report.messages} messages: {state}"
+                f"namespace {namespace}: {plural(report.sessions, 'session')}, "
+                f"{plural(report.messages, 'message')}: {state}"
             )
             for problem in report.problems:
                 print(f"  - {problem}")
@@ -171,44 +222,133 @@ async def check_namespaces(url: str, redis_timeout: float, namespaces: list[str]
 def cmd_check(args: argparse.Namespace) -> int:
     """Verify the invariants of each namespace; exit 1 when any drifted."""
     settings = load_settings(args.config)
-    url = args.redis_url or settings.redis_url
     namespaces = list(args.namespace or [])
-    if url is not None:
+    with redis_for_command(settings, args.redis_url) as url:
         return asyncio.run(check_namespaces(url, settings.redis_timeout, namespaces))
-    embedded = EmbeddedRedis(settings.data_dir)
-    if embedded.socket_path.exists():
-        # A running serve holds the data dir: ask its redis-server.
-        return asyncio.run(check_namespaces(embedded.url, settings.redis_timeout, namespaces))
-    with embedded:
-        return asyncio.run(check_namespaces(embedded.url, settings.redis_timeout, namespaces))
+
+
+async def migrate_namespaces(
+    url: str, redis_timeout: float, namespaces: list[str], configured: set[str]
+) -> int:
+    client = open_redis(url, redis_timeout)
+    try:
+        names = namespaces or sorted(configured | set(await InvariantChecker(client).namespaces()))
+        total = 0
+        for position, namespace in enumerate(names, 1):
+            moved = await migrate_legacy_cards(client, namespace)
+            total += moved
+            print(
+                f"[{position}/{len(names)}] namespace {namespace}: "
+                f"{plural(moved, 'first-release session')} moved",
+                flush=True,
+            )
+        print(f"done: {plural(total, 'session')} moved in {plural(len(names), 'namespace')}")
+        return 0
+    finally:
+        await client.aclose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Move the first release's sessions to this release's layout; safe to run again."""
+    settings = load_settings(args.config)
+    configured = {settings.default_namespace, *(t.namespace for t in settings.tokens)}
+    for namespace in args.namespace or []:
+        if not NAMESPACE_PATTERN.match(namespace):
+            raise ConfigError("--namespace", "use 1-64 lowercase letters, digits, '_' or '-'")
+    with redis_for_command(settings, args.redis_url) as url:
+        return asyncio.run(
+            migrate_namespaces(url, settings.redis_timeout, list(args.namespace or []), configured)
+        )
+
+
+CONFIG_HELP = "TOML config file (default: $CHATSESSIONS_CONFIG, else none)"
+REDIS_URL_HELP = (
+    "Redis to work on (default: the configured redis_url, else the embedded redis-server "
+    "under data_dir: a running serve's, or one started for this command)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatsessions", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="chatsessions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--config", help="TOML config file (else $CHATSESSIONS_CONFIG)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API",
+        description="Serve the HTTP API until SIGINT or SIGTERM. With no redis_url configured, "
+        "a private redis-server keeps its data under data_dir.",
+    )
+    serve.add_argument("--config", help=CONFIG_HELP)
+    serve.add_argument(
+        "--host", help="address to listen on (default: $CHATSESSIONS_HOST, else 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="port to listen on (default: $CHATSESSIONS_PORT, else 8000)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="processes sharing the port (default: $CHATSESSIONS_WORKERS, else 1)",
+    )
     serve.set_defaults(run=cmd_serve)
 
-    check = commands.add_parser("check", help="verify each namespace's invariants")
-    check.add_argument("--config", help="TOML config file (else $CHATSESSIONS_CONFIG)")
-    check.add_argument("--redis-url", help="Redis to check (else the configured one)")
-    check.add_argument("--namespace", action="append", help="namespace to check (default: all)")
+    check = commands.add_parser(
+        "check",
+        help="verify each namespace's invariants",
+        description="Verify each namespace's invariants; exit status 1 when any drifted.",
+    )
+    check.add_argument("--config", help=CONFIG_HELP)
+    check.add_argument("--redis-url", help=REDIS_URL_HELP)
+    check.add_argument(
+        "--namespace", action="append", help="namespace to check, repeatable (default: all)"
+    )
     check.set_defaults(run=cmd_check)
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="move first-release sessions to this release's layout",
+        description="Move sessions written by the first release to this release's layout. "
+        "Safe to run again, and while serve runs.",
+    )
+    migrate.add_argument("--config", help=CONFIG_HELP)
+    migrate.add_argument("--redis-url", help=REDIS_URL_HELP)
+    migrate.add_argument(
+        "--namespace",
+        action="append",
+        help="namespace to migrate, repeatable (default: the configured ones and every "
+        "namespace found in Redis)",
+    )
+    migrate.set_defaults(run=cmd_migrate)
+
     token = commands.add_parser("token", help="make and hash API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
     new = token_commands.add_parser("new", help="print a new token and its config entry")
-    new.add_argument("--name", required=True)
-    new.add_argument("--scopes", default="read,write,delete")
-    new.add_argument("--namespace", default="default")
+    new.add_argument("--name", required=True, help="the token's name, such as telegram-bot")
+    new.add_argument(
+        "--scopes",
+        default="read,write,delete",
+        help="comma-separated scopes from read, write, delete (default: all three)",
+    )
+    new.add_argument(
+        "--namespace", default="default", help="the namespace it works in (default: default)"
+    )
     new.set_defaults(run=cmd_token_new)
     hashed = token_commands.add_parser("hash", help="print the SHA-256 of a token read from stdin")
     hashed.set_defaults(run=cmd_token_hash)
+    reset = token_commands.add_parser(
+        "reset-generated",
+        help="replace the token serve generated, printing the new one",
+        description="Replace the token serve generated when no token was configured. The new "
+        "token is printed once; every serve accepts it from its next start.",
+    )
+    reset.add_argument("--config", help=CONFIG_HELP)
+    reset.add_argument("--redis-url", help=REDIS_URL_HELP)
+    reset.set_defaults(run=cmd_token_reset_generated)
     return parser
 
 
@@ -219,9 +359,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except StartupError as error:
+        print(f"chatsessions: {error}", file=sys.stderr)
+        return error.exit_code
     except EmbeddedRedisError as error:
         print(f"chatsessions: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except RedisError as error:
+        print(f"chatsessions: Redis failed: {describe(error)}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:
+        print(f"chatsessions: {describe(error)}", file=sys.stderr)
+        return EXIT_FAILED
     return code
 
 

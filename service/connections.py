@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
 
+from .settings import ConfigError
 from .store import RedisClient
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -16,13 +20,41 @@ def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0] in CLUSTER_SCHEMES
 
 
+def redacted(url: str) -> str:
+    """The URL with its password replaced, fit for messages and logs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url.split("://", 1)[0] + "://..."
+    if not password:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, at, place = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***{at}{place}"
+
+
 def open_redis(url: str, timeout: float, *, socket_timeout: bool = True) -> RedisClient:
     """A client whose every call gives up after ``timeout`` seconds, never hangs.
 
     With ``socket_timeout=False`` a single server's client only bounds connecting: the
     caller bounds each round trip itself (the store does, with one deadline per round
     trip, which costs less than redis-py's per-read and per-write timers).
+
+    A URL redis-py cannot read raises :class:`ConfigError` for ``redis_url``.
     """
+    if "://" not in url:
+        raise ConfigError(
+            "redis_url", "not a URL; write it as redis://host:port/0 or unix:///path/to/socket"
+        )
+    try:
+        return _open(url, timeout, socket_timeout)
+    except (ValueError, RedisClusterException) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError("redis_url", f"{redacted(url)} is not a usable URL: {reason}") from None
+
+
+def _open(url: str, timeout: float, socket_timeout: bool) -> RedisClient:
     scheme, rest = url.split("://", 1)
     if scheme in CLUSTER_SCHEMES:
         return RedisCluster.from_url(

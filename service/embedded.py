@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,10 @@ SOCKET_NAME = "redis.sock"
 
 class EmbeddedRedisError(RuntimeError):
     """The embedded redis-server could not be found, locked or started."""
+
+
+class DataDirInUse(EmbeddedRedisError):
+    """Another process holds the data dir (and runs its redis-server)."""
 
 
 def find_redis_server() -> str:
@@ -68,15 +73,21 @@ class EmbeddedRedis:
         return self._process.pid if self._process else None
 
     def _acquire_lock(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(self.data_dir / "chatsessions.lock", "a+")  # noqa: SIM115 held until stop
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.data_dir / "chatsessions.lock", "a+")  # noqa: SIM115 held until stop
+        except OSError as error:
+            raise EmbeddedRedisError(
+                f"data dir {self.data_dir} is not writable ({error.strerror}); choose another "
+                f"with data_dir in the config or CHATSESSIONS_DATA_DIR"
+            ) from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
             lock.close()
-            raise EmbeddedRedisError(
+            raise DataDirInUse(
                 f"data dir {self.data_dir} is in use by another chatsessions serve "
                 f"(pid {holder}); stop it or choose another data_dir"
             ) from None
@@ -117,7 +128,8 @@ class EmbeddedRedis:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise EmbeddedRedisError(
-                    f"redis-server exited with {self._process.returncode}; see {self.log_path}"
+                    f"redis-server exited with {self._process.returncode}"
+                    f"{self._last_logged()}; see {self.log_path}"
                 )
             if self._answers():
                 log.info(
@@ -128,6 +140,19 @@ class EmbeddedRedis:
                 return
             time.sleep(0.05)
         raise EmbeddedRedisError(f"redis-server did not start in time; see {self.log_path}")
+
+    def _last_logged(self) -> str:
+        """The reason redis-server logged last, as ``: <text>``, or nothing."""
+        try:
+            with open(self.log_path, "rb") as log_file:
+                log_file.seek(max(0, log_file.seek(0, os.SEEK_END) - 4096))
+                lines = log_file.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        # A line reads "pid:role date time level text"; the text is after the level mark.
+        text = next((line for line in reversed(lines) if line.strip()), "")
+        found = re.search(r" [.\-*#] (.+)$", text)
+        return f": {found.group(1).strip()}" if found else ""
 
     def _answers(self) -> bool:
         if not self.socket_path.exists():

@@ -1,10 +1,11 @@
 """``serve --workers N``: N processes on one port (SO_REUSEPORT), watched by a parent.
 
-The parent owns what must exist once: the embedded redis-server and the folder
-where the workers' metrics meet. A worker that dies is never replaced in
-silence: the parent logs it, stops the others and exits with status 1, so the
-supervisor above (systemd, Docker, Kubernetes) sees the failure and restarts
-the whole service.
+What must exist once is made before the workers start, by the caller (the
+embedded redis-server, the generated token) or here (the folder where the
+workers' metrics meet). A worker that dies is never replaced in silence: the
+parent logs it, stops the others and exits with status 1, so the supervisor
+above (systemd, Docker, Kubernetes) sees the failure and restarts the whole
+service.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import shutil
 import signal
 import tempfile
 from contextlib import ExitStack
-from dataclasses import replace
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from .embedded import EmbeddedRedis
-from .logs import flush_logs
+from .logs import configure_logging, flush_logs
 from .metrics import MULTIPROC_ENV
+from .server import run_event_loop
 from .settings import Settings
 
 log = logging.getLogger("chatsessions.workers")
@@ -33,28 +33,28 @@ EXIT_WORKER_DIED = 1
 
 
 def _worker(settings: Settings) -> None:
-    from .cli import run_event_loop
-    from .logs import configure_logging
-
     configure_logging(settings.log_format)
-    run_event_loop(settings)
+    # The parent says why the service stops; a worker stops when the parent says so.
+    run_event_loop(settings, announce=False)
 
 
 class Supervisor:
+    """Runs ``settings.workers`` workers with these settings: Redis reachable at
+    ``settings.redis_url``, the tokens settled."""
+
     def __init__(self, settings: Settings) -> None:
+        if settings.redis_url is None or not settings.tokens:
+            raise ValueError("the Redis URL and the tokens are settled before workers start")
         self.settings = settings
         self.processes: list[BaseProcess] = []
-        self._stopping = False
+        self._stopping: str | None = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._stopping = True
+        self._stopping = signal.Signals(signum).name
 
     def run(self) -> int:
         with ExitStack() as stack:
             settings = self.settings
-            if settings.redis_url is None:
-                embedded = stack.enter_context(EmbeddedRedis(settings.data_dir))
-                settings = replace(settings, redis_url=embedded.url)
             metrics_dir = tempfile.mkdtemp(prefix="chatsessions-metrics-")
             stack.callback(shutil.rmtree, metrics_dir, True)
             os.environ[MULTIPROC_ENV] = metrics_dir
@@ -74,6 +74,9 @@ class Supervisor:
             )
             flush_logs()
             code = self._watch()
+            if self._stopping:
+                logging.getLogger("chatsessions").info("shutting down (%s)", self._stopping)
+                flush_logs()
             self._stop_all()
             return code
 

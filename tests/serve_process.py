@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,35 @@ from redis_process import free_port
 
 START_TIMEOUT = 30.0
 TEST_TOKEN = "cs_test_token_for_subprocess_servers_0123456789"
+
+
+def generated_tokens(output: str) -> list[str]:
+    """The tokens a serve's output shows (a generated one is printed on a line of its own)."""
+    return re.findall(r"^\s+(cs_[A-Za-z0-9_-]{20,})\s*$", output, re.MULTILINE)
+
+
+def serve_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any CHATSESSIONS_ setting, then ``env``."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")},
+        **(env or {}),
+    }
+
+
+def run_serve_to_exit(
+    directory: Path, env: dict[str, str], *args: str, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``chatsessions serve`` that is expected to exit by itself (a start-up failure)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "service", "serve", *args],
+        cwd=directory,
+        env=serve_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def token_env(token: str = TEST_TOKEN, namespace: str = "default") -> dict[str, str]:
@@ -42,11 +72,7 @@ class ServeProcess:
         self.directory = directory
         self.port = port or free_port()
         self.args = args
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")},
-            "CHATSESSIONS_PORT": str(self.port),
-            **(env or {}),
-        }
+        self.env = serve_env({"CHATSESSIONS_PORT": str(self.port), **(env or {})})
         self.log_path = directory / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -66,11 +66,12 @@ async def test_check_command_exit_codes(
         assert await _run_check(redis_server.url) == 0
         out = capsys.readouterr().out
         assert "namespace default: 3 sessions, 9 messages: ok" in out
-        assert "namespace other: 1 sessions, 1 messages: ok" in out
+        assert "namespace other: 1 session, 1 message: ok" in out
         await client.zrem(Keys("default").index, "a")
         assert await _run_check(redis_server.url, "--namespace", "default") == 1
         out = capsys.readouterr().out
-        assert "1 problem(s)" in out and "other" not in out
+        assert "namespace default: 3 sessions, 9 messages: 1 problem" in out
+        assert "other" not in out
     finally:
         await client.aclose()
 

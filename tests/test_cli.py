@@ -1,17 +1,21 @@
-"""The command line: token making and hashing, and config errors with exit code 2."""
+"""The command line: its version and help, token making and hashing, and config errors
+with exit code 2."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from service.cli import main
+from service.cli import build_parser, main, plural
 from service.settings import load_settings
 
 
@@ -75,3 +79,44 @@ def test_serve_with_a_bad_config_exits_2_naming_the_key(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"config error: {key}: ")
+
+
+def test_version_is_the_installed_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"chatsessions {metadata.version('chatsessions')}"
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """The parser and every subcommand's parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from parsers(child)
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    seen = []
+    for parser in parsers(build_parser()):
+        for action in parser._actions:
+            if action.option_strings:
+                seen.append((parser.prog, action.option_strings[-1]))
+                assert action.help and action.help.strip(), (parser.prog, action.option_strings)
+    assert ("chatsessions migrate", "--namespace") in seen
+    assert ("chatsessions token reset-generated", "--redis-url") in seen
+
+
+def test_help_is_plain_text() -> None:
+    for parser in parsers(build_parser()):
+        text = parser.format_help()
+        for markup in ("``", ":meth:", ":class:", ":func:", ".. "):
+            assert markup not in text, (parser.prog, markup)
+
+
+@pytest.mark.parametrize(
+    ("count", "word", "expected"),
+    [(0, "session", "0 sessions"), (1, "session", "1 session"), (2, "problem", "2 problems")],
+)
+def test_counts_agree_with_their_nouns(count: int, word: str, expected: str) -> None:
+    assert plural(count, word) == expected

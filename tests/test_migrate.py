@@ -1,21 +1,37 @@
-"""Sessions written by the first release (one hash of cards per namespace) are moved at start."""
+"""Sessions written by the first release (one hash of cards per namespace) are moved in
+the background once serve listens, and by `chatsessions migrate`."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
+from serve_process import TEST_TOKEN, ServeProcess, token_env
 
-from service.app import create_app
+from service.app import create_app, migrate_first_release
 from service.settings import Settings
-from service.store import Keys, migrate_legacy_cards
+from service.store import InvariantChecker, Keys, SessionStore, migrate_legacy_cards
 
 from conftest import Api, Tokens
-from redis_process import RedisProcess
+from redis_process import RedisProcess, free_port
 
 pytestmark = pytest.mark.real
+
+STAMP = "2024-01-15T10:30:00.000Z"
+SCORE = 1705314600000
+# Long enough for any step of a test; every test unpauses before it ends.
+PAUSE_MS = 60_000
 
 
 def legacy_card(source: str, title: str, stamp: str, count: int, channel: str) -> bytes:
@@ -50,6 +66,11 @@ async def test_first_release_sessions_are_moved_at_start(
     app = create_app(replace(settings, redis_url=redis_server.url))
     async with TestClient(TestServer(app)) as test_client:
         api = Api(test_client, tokens)
+        # The move runs beside serving; it is done when the old hash is gone.
+        for _ in range(100):
+            if not await client.exists(keys.prefix + "sessions"):
+                break
+            await asyncio.sleep(0.05)
         status, body = await api.call("GET", "/api/sessions")
         assert status == 200
         assert [(s["id"], s["title"], s["message_count"]) for s in body["sessions"]] == [
@@ -80,3 +101,144 @@ async def test_many_legacy_sessions_move_in_batches(redis_server: RedisProcess) 
     cards = await client.mget([keys.card(f"s{n}") for n in range(1234)])
     assert all(isinstance(card, bytes) and card.endswith(b"\x04web") for card in cards)
     await client.aclose()
+
+
+async def seed_legacy(client: Redis, namespace: str, count: int) -> list[str]:
+    """``count`` first-release sessions in ``namespace``, as that release stored them."""
+    keys = Keys(namespace)
+    ids = [f"{namespace}-{n}" for n in range(count)]
+    await client.hset(
+        keys.prefix + "sessions",
+        mapping={i: legacy_card("a", f"title {i}", STAMP, 0, "web") for i in ids},
+    )
+    await client.zadd(keys.index, dict.fromkeys(ids, SCORE))
+    await client.zadd(keys.channel("web"), dict.fromkeys(ids, SCORE))
+    return ids
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own: these tests pause its writes."""
+    server = RedisProcess(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def listed(url: str) -> list[str]:
+    request = urllib.request.Request(
+        url + "/api/sessions", headers={"Authorization": f"Bearer {TEST_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return [s["id"] for s in orjson.loads(response.read())["sessions"]]
+
+
+async def test_serve_listens_while_the_move_waits_and_stops_cleanly(
+    own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    client = Redis.from_url(own_redis.url)
+    legacy = Keys("default").prefix + "sessions"
+    ids = await seed_legacy(client, "default", 3)
+    env = {**token_env(), "CHATSESSIONS_REDIS_URL": own_redis.url}
+    # With writes paused, the move cannot finish: serve must listen all the same.
+    await client.client_pause(PAUSE_MS, all=False)  # writes only
+    try:
+        held = ServeProcess(tmp_path / "held", env=env)
+        await asyncio.to_thread(held.start)  # returns once /healthz answers
+        try:
+            assert await client.exists(legacy) == 1
+        finally:
+            # Stopping cancels the move that is still waiting.
+            assert await asyncio.to_thread(held.stop) == 0
+        assert "stopped" in held.log().splitlines()[-1]
+    finally:
+        await client.client_unpause()
+    service = ServeProcess(tmp_path / "free", env=env)
+    await asyncio.to_thread(service.start)
+    try:
+        for _ in range(100):
+            if not await client.exists(legacy):
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(await asyncio.to_thread(listed, service.url)) == sorted(ids)
+    finally:
+        service.stop()
+        await client.aclose()
+
+
+async def test_a_move_that_fails_is_logged_with_its_reason(
+    own_redis: RedisProcess, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = Redis.from_url(own_redis.url)
+    await seed_legacy(client, "default", 2)
+    caplog.set_level(logging.WARNING, logger="chatsessions")
+    await client.client_pause(PAUSE_MS, all=False)  # writes only
+    try:
+        await migrate_first_release(client, settings, budget=0.2)
+    finally:
+        await client.client_unpause()
+        await client.aclose()
+    assert "(TimeoutError: not done within 0.2 s)" in caplog.text
+    caplog.clear()
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        await migrate_first_release(unreachable, settings)
+    finally:
+        await unreachable.aclose()
+    assert "(ConnectionError: Error 111 connecting to 127.0.0.1" in caplog.text
+
+
+def migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service", "migrate", "--redis-url", url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_the_migrate_command_moves_each_namespace_once(own_redis: RedisProcess) -> None:
+    client = Redis.from_url(own_redis.url)
+    try:
+        seeded = [
+            (namespace, i)
+            for namespace, count in (("default", 2), ("tenant", 1), ("third", 3))
+            for i in await seed_legacy(client, namespace, count)
+        ]
+        only = await asyncio.to_thread(migrate, own_redis.url, "--namespace", "third")
+        assert only.returncode == 0, only.stderr
+        assert only.stdout.splitlines() == [
+            "[1/1] namespace third: 3 first-release sessions moved",
+            "done: 3 sessions moved in 1 namespace",
+        ]
+        first = await asyncio.to_thread(migrate, own_redis.url)
+        assert first.returncode == 0, first.stderr
+        assert first.stdout.splitlines() == [
+            "[1/3] namespace default: 2 first-release sessions moved",
+            "[2/3] namespace tenant: 1 first-release session moved",
+            "[3/3] namespace third: 0 first-release sessions moved",
+            "done: 3 sessions moved in 3 namespaces",
+        ]
+        for namespace in ("default", "tenant", "third"):
+            assert not await client.exists(Keys(namespace).prefix + "sessions")
+            assert (await InvariantChecker(client).check(namespace)).ok
+        moved = await stored_sessions(client, seeded)
+        assert [s["title"] for s in moved.values()] == [f"title {i}" for _, i in seeded]
+        again = await asyncio.to_thread(migrate, own_redis.url)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines()[-1] == "done: 0 sessions moved in 3 namespaces"
+        assert await stored_sessions(client, seeded) == moved
+    finally:
+        await client.aclose()
+
+
+async def stored_sessions(
+    client: Redis, seeded: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    store = SessionStore(client, active_window_ms=900_000)
+    try:
+        return {
+            (namespace, i): (await store.get_session(namespace, i, now=SCORE)).as_dict()
+            for namespace, i in seeded
+        }
+    finally:
+        await store.aclose()

@@ -45,6 +45,15 @@ def embedded_pid(log: str) -> int:
     return int(found.group(1))
 
 
+def assert_stopped_by(log: str, signal_name: str) -> None:
+    """One line says which signal stopped the service; the last says it has stopped."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    said = [n for n, line in enumerate(lines) if f"shutting down ({signal_name})" in line]
+    assert len(said) == 1, log
+    assert lines[-1].endswith("INFO chatsessions stopped"), log
+    assert said[0] < len(lines) - 1
+
+
 def wait_gone(pid: int, limit: float = 30.0) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -69,13 +78,17 @@ def test_embedded_redis_keeps_data_across_restarts(tmp_path: Path) -> None:
     finally:
         assert first.stop() == 0
     assert wait_gone(redis_pid), "SIGTERM left the embedded redis-server running"
-    second = ServeProcess(tmp_path, env=token_env(), port=first.port).start()
+    assert_stopped_by(first.log(), "SIGTERM")
+    second = ServeProcess(tmp_path / "again", env=token_env(), port=first.port)
+    second.env["CHATSESSIONS_DATA_DIR"] = str(tmp_path / "data")
+    second.start()
     try:
         status, body = request(second.url + "/api/sessions")
         assert status == 200
         assert [(s["id"], s["title"]) for s in body["sessions"]] == [("dm:1", "remember me")]
     finally:
-        second.stop()
+        assert second.stop(signal.SIGINT) == 0
+    assert_stopped_by(second.log(), "SIGINT")
 
 
 def test_second_serve_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
@@ -121,6 +134,8 @@ def test_two_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
     finally:
         assert service.stop() == 0
     assert all(wait_gone(pid) for pid in [*pids, redis_pid])
+    # The parent speaks for the service; its workers stop without a word.
+    assert_stopped_by(service.log(), "SIGTERM")
 
 
 def test_a_dying_worker_stops_the_service_loudly(tmp_path: Path) -> None:
