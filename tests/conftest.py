@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
+from fault_proxy import FaultProxy
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
@@ -52,6 +53,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
     server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def fault_proxy(redis_server: RedisProcess) -> AsyncIterator[FaultProxy]:
+    """A fault proxy (tests/fault_proxy.py) in front of the run's real redis-server,
+    which is flushed first; closed with every connection it made."""
+    flushing = Redis.from_url(redis_server.url)
+    await flushing.flushall()
+    await flushing.aclose()
+    proxy = await FaultProxy(redis_server.port).start()
+    yield proxy
+    await proxy.close()
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real)])
