@@ -66,6 +66,9 @@ class Settings:
     # Requests per second per token; 0 turns rate limiting off.
     rate_limit: float = 0.0
     retry_after: int = 1
+    # Expensive requests (search, history, export, batch ingest) of one namespace that
+    # one worker runs at once; more answer 429 (see service/admission.py).
+    expensive_concurrency: int = 4
     # Seconds a connection may take to deliver a request (or idle between two) before
     # it is closed: the guard against clients that trickle their headers in.
     client_timeout: float = 15.0
@@ -236,6 +239,8 @@ def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
                 changes[name] = _float(key, value, 0.0, 1e6)
             case "retry_after":
                 changes[name] = _int(key, value, 1, 3600)
+            case "expensive_concurrency":
+                changes[name] = _int(key, value, 1, 1024)
             case "client_timeout":
                 changes[name] = _float(key, value, 0.1, 3600.0)
             case "tokens":
