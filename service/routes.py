@@ -8,7 +8,8 @@ import re
 from aiohttp import web
 
 from . import handlers
-from .appkeys import ROUTE_SCOPES
+from .admission import Admission
+from .appkeys import ROUTE_SCOPES, SETTINGS
 from .auth import DELETE, READ, WRITE
 from .edge import UNMATCHED, edge, unmatched
 
@@ -17,6 +18,9 @@ SESSION = "/api/sessions/{session_id:[^/]+}"
 
 def setup_routes(app: web.Application) -> None:
     scopes = app[ROUTE_SCOPES]
+    settings = app[SETTINGS]
+    # Expensive routes take one of their namespace's slots in this worker while they run.
+    admitted = Admission(settings.expensive_concurrency, settings.retry_after).admitted
 
     def add(method: str, path: str, handler: handlers.Handler, scope: str | None = None) -> None:
         # The template without the id pattern, as metrics and the log name the route.
@@ -38,17 +42,17 @@ def setup_routes(app: web.Application) -> None:
     add("GET", "/api/sessions", handlers.list_sessions, READ)
     add("POST", "/api/sessions", handlers.create_session, WRITE)
     # Before the {session_id} routes, so that "search" is not taken for an id.
-    add("GET", "/api/sessions/search", handlers.search_sessions, READ)
-    add("POST", "/api/messages", handlers.add_messages, WRITE)
+    add("GET", "/api/sessions/search", admitted(handlers.search_sessions), READ)
+    add("POST", "/api/messages", admitted(handlers.add_messages), WRITE)
     # aiohttp tries the routes under /api/sessions in the order they were added, each
     # with a regular expression: ingest, the busiest, comes first after the list.
     add("POST", SESSION + "/messages", handlers.add_message, WRITE)
-    add("GET", SESSION + "/messages", handlers.history, READ)
+    add("GET", SESSION + "/messages", admitted(handlers.history), READ)
     add("GET", SESSION, handlers.get_session, READ)
     add("PATCH", SESSION, handlers.rename_session, WRITE)
     add("DELETE", SESSION, handlers.delete_session, DELETE)
     add("POST", SESSION + "/title", handlers.set_title, WRITE)
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
-    add("GET", SESSION + "/export", handlers.export_session, READ)
+    add("GET", SESSION + "/export", admitted(handlers.export_session), READ)
     # Last: whatever no route above takes.
     app.router.add_route("*", "/{path:.*}", edge(app, unmatched, UNMATCHED))
