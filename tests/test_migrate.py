@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
-from serve_process import TEST_TOKEN, ServeProcess, token_env
+from serve_process import TEST_TOKEN, ServeProcess, serve_env, token_env
 
 from service.app import create_app, migrate_first_release
 from service.settings import Settings
@@ -242,3 +242,53 @@ async def stored_sessions(
         }
     finally:
         await store.aclose()
+
+
+async def test_migrate_finds_the_embedded_redis_running_or_not(tmp_path: Path) -> None:
+    service = ServeProcess(tmp_path, env=token_env())
+    await asyncio.to_thread(service.start)
+    try:
+        client = Redis.from_url(f"unix://{tmp_path / 'data' / 'redis.sock'}")
+        try:
+            # A namespace no token names: serve's own move leaves it to the command.
+            await seed_legacy(client, "tenant", 2)
+        finally:
+            await client.aclose()
+        running = await asyncio.to_thread(migrate_in, tmp_path)
+        assert running.returncode == 0, running.stderr
+        assert "[2/2] namespace tenant: 2 first-release sessions moved" in running.stdout
+        # The command used serve's redis-server and started none of its own.
+        socket_path = tmp_path / "data" / "redis.sock"
+        assert len(await asyncio.to_thread(redis_servers_on, socket_path)) == 1
+    finally:
+        assert service.stop() == 0
+    # Stopped: the command starts the data dir's redis-server for itself, then stops it.
+    stopped = await asyncio.to_thread(migrate_in, tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.splitlines()[-1] == "done: 0 sessions moved in 2 namespaces"
+    assert await asyncio.to_thread(redis_servers_on, tmp_path / "data" / "redis.sock") == []
+
+
+def redis_servers_on(socket_path: Path) -> list[bytes]:
+    """The command lines of running redis-servers that listen on ``socket_path``."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = path.read_bytes()
+        except OSError:  # the process has exited meanwhile
+            continue
+        if b"redis-server" in command and str(socket_path).encode() in command:
+            found.append(command)
+    return found
+
+
+def migrate_in(directory: Path) -> subprocess.CompletedProcess[str]:
+    """``chatsessions migrate`` as run in ``directory``: its embedded Redis under ./data."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=directory,
+        env=serve_env(),
+    )

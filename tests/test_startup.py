@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import socket
 import socketserver
 import subprocess
@@ -192,6 +193,9 @@ def test_serve_refuses_an_old_redis_in_one_line_with_code_2(tmp_path: Path) -> N
     assert "cs_" not in result.stdout
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-cli") is None, reason="redis-cli builds the cluster (redis-tools)"
+)
 async def test_every_master_of_a_cluster_is_asked(tmp_path: Path) -> None:
     cluster = ClusterProcess(tmp_path / "cluster", masters=3).start()
     try:
@@ -376,3 +380,23 @@ def test_no_redis_server_anywhere_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no redis-server found" in one_line(result.stderr)
     assert "cs_" not in result.stdout
+
+
+def test_a_signal_during_the_start_stops_it_cleanly(tmp_path: Path) -> None:
+    with socket.socket() as silent:
+        # A Redis that accepts connections and never answers holds the start in its wait.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(30)
+        env = {"CHATSESSIONS_REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0"}
+        service = ServeProcess(tmp_path, env=env).start(wait=False)
+        try:
+            connection, _ = silent.accept()
+            connection.close()
+        finally:
+            code = service.stop()
+    assert code == 0, service.log()
+    lines = service.log().splitlines()
+    assert lines[-2].endswith("INFO chatsessions shutting down (SIGTERM)"), lines
+    assert lines[-1].endswith("INFO chatsessions stopped"), lines
+    assert "Traceback" not in service.log() and "cs_" not in service.log()
