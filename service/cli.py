@@ -97,30 +97,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sock.close()
         sockets = []
     # Until the event loop takes the signals over, they unwind the start (stopping the
-    # embedded redis-server); once it has stopped, the rest of the stop is bounded.
+    # embedded redis-server). What is left once serving has ended is bounded, and a
+    # second signal must not cut it short.
     _handle_signals(_interrupt)
     try:
         with ExitStack() as stack:
-            if settings.redis_url is None:
-                embedded = stack.enter_context(EmbeddedRedis(settings.data_dir))
-                settings = replace(settings, redis_url=embedded.url)
-            settings = asyncio.run(prepare(settings))
-            if settings.workers > 1:
-                code = Supervisor(settings).run()
-            else:
-                run_event_loop(settings, sockets)
+            try:
+                code = start_and_serve(stack, settings, sockets)
+            except Interrupted as interrupted:
+                _handle_signals(signal.SIG_IGN)
+                log.info("shutting down (%s)", interrupted.name)
                 code = 0
-            _handle_signals(signal.SIG_IGN)
-    except Interrupted as interrupted:
-        _handle_signals(signal.SIG_IGN)
-        log.info("shutting down (%s)", interrupted.name)
-        code = 0
+            finally:
+                _handle_signals(signal.SIG_IGN)
     finally:
         for sock in sockets:
             sock.close()
     log.info("stopped")
     flush_logs()
     return code
+
+
+def start_and_serve(stack: ExitStack, settings: Settings, sockets: list[socket.socket]) -> int:
+    """Start the embedded redis-server (on ``stack``) unless a URL is set, settle Redis and
+    the token, then serve in this process or in workers until a signal."""
+    if settings.redis_url is None:
+        embedded = stack.enter_context(EmbeddedRedis(settings.data_dir))
+        settings = replace(settings, redis_url=embedded.url)
+    settings = asyncio.run(prepare(settings))
+    if settings.workers > 1:
+        return Supervisor(settings).run()
+    run_event_loop(settings, sockets)
+    return 0
 
 
 @contextmanager
