@@ -1,4 +1,5 @@
 """python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 9]
+python -m bench flood [--rounds 3] [--seconds 5] (see bench/flood.py)
 
 Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
 drives load with wrk from another process, and prints every figure as a ratio
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import sys
 import tempfile
 import time
 import urllib.request
@@ -561,6 +563,11 @@ def report(harness: Harness) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["flood"]:
+        from .flood import main as flood_main
+
+        flood_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--seconds", type=float, default=9.0, help="per case, over all rounds")

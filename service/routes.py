@@ -19,8 +19,11 @@ SESSION = "/api/sessions/{session_id:[^/]+}"
 def setup_routes(app: web.Application) -> None:
     scopes = app[ROUTE_SCOPES]
     settings = app[SETTINGS]
-    # Expensive routes take one of their namespace's slots in this worker while they run.
-    admitted = Admission(settings.expensive_concurrency, settings.retry_after).admitted
+    # Expensive routes take one of their namespace's slots in this worker while they run,
+    # waiting for one at most as long as a Redis round trip may take.
+    admitted = Admission(
+        settings.expensive_concurrency, settings.retry_after, wait=settings.redis_timeout
+    ).admitted
 
     def add(method: str, path: str, handler: handlers.Handler, scope: str | None = None) -> None:
         # The template without the id pattern, as metrics and the log name the route.

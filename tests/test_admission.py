@@ -1,7 +1,7 @@
 """Per-namespace admission of expensive requests (issue 19 item 1): beyond
 ``expensive_concurrency`` of one namespace's searches, histories, exports and batches at
-once in a worker, the next answers 429 with Retry-After, while another namespace's
-requests go on."""
+once in a worker, as many more wait for a slot and the next answers 429 with
+Retry-After, while another namespace's requests go on."""
 
 from __future__ import annotations
 
@@ -31,14 +31,53 @@ WAIT_PAUSE = 0.01
 HANG_GUARD = 30.0
 
 
-def request_of(namespace: str) -> web.Request:
-    request = make_mocked_request("GET", "/api/sessions/search")
+def request_of(namespace: str, label: str = "") -> web.Request:
+    request = make_mocked_request("GET", "/api/sessions/search", headers={"X-Label": label})
     request[PRINCIPAL] = Principal("t", frozenset(SCOPES), namespace)
     return request
 
 
-async def test_a_namespace_gets_its_own_slots_and_gives_them_back() -> None:
-    gate = Admission(2, retry_after=3)
+async def settle() -> None:
+    """Let every task started so far run up to where it waits."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_namespace_runs_its_slots_queues_as_many_and_refuses_more() -> None:
+    gate = Admission(2, retry_after=3, wait=HANG_GUARD)
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        started.append(request.headers["X-Label"])
+        await release.wait()
+        return web.Response(text="done")
+
+    admitted = gate.admitted(slow)
+    b = [asyncio.ensure_future(admitted(request_of("b", str(n)))) for n in range(4)]
+    await settle()
+    assert (gate.running("b"), gate.waiting("b")) == (2, 2)
+    assert started == ["0", "1"]
+    with pytest.raises(ApiError) as refused:
+        await admitted(request_of("b"))
+    assert refused.value.status == 429
+    assert refused.value.headers == {"Retry-After": "3"}
+    assert "Retry-After" in refused.value.detail
+    # Another namespace is not held back by b's requests.
+    a = asyncio.ensure_future(admitted(request_of("a", "a")))
+    await settle()
+    assert started == ["0", "1", "a"]
+    release.set()
+    for response in await asyncio.gather(*b, a):
+        assert response.status == 200
+    # b's waiters ran in the order they came, each on a slot given back.
+    assert started == ["0", "1", "a", "2", "3"]
+    assert (gate.running("a"), gate.running("b"), gate.waiting("b")) == (0, 0, 0)
+
+
+async def test_a_wait_that_ends_gives_up_its_place() -> None:
+    # A short wait only bounds this test; nothing here is timed.
+    gate = Admission(1, retry_after=1, wait=0.05)
     release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.StreamResponse:
@@ -49,38 +88,41 @@ async def test_a_namespace_gets_its_own_slots_and_gives_them_back() -> None:
         raise RuntimeError("the handler failed")
 
     admitted = gate.admitted(slow)
-    running = [asyncio.ensure_future(admitted(request_of("b"))) for _ in range(2)]
-    await asyncio.sleep(0)
-    assert gate.running("b") == 2
+    first = asyncio.ensure_future(admitted(request_of("b")))
+    await settle()
+    # Waited its longest without a slot freeing: refused, and out of the queue.
     with pytest.raises(ApiError) as refused:
         await admitted(request_of("b"))
     assert refused.value.status == 429
-    assert refused.value.headers == {"Retry-After": "3"}
-    assert "Retry-After" in refused.value.detail
-    # Another namespace is not held back by b's requests.
-    other = asyncio.ensure_future(admitted(request_of("a")))
-    await asyncio.sleep(0)
-    assert gate.running("a") == 1
-    release.set()
-    for response in await asyncio.gather(*running, other):
-        assert response.status == 200
-    assert (gate.running("a"), gate.running("b")) == (0, 0)
-    # A handler that fails, or is cancelled, gives its slot back too.
-    with pytest.raises(RuntimeError):
-        await gate.admitted(failing)(request_of("b"))
-    release.clear()
+    assert gate.waiting("b") == 0
+    # A waiter whose request is cancelled (the client went away) leaves the queue too,
+    # and the slot given back is not handed to it.
     cancelled = asyncio.ensure_future(admitted(request_of("b")))
-    await asyncio.sleep(0)
-    assert gate.running("b") == 1
+    await settle()
+    assert gate.waiting("b") == 1
     cancelled.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled
+    assert gate.waiting("b") == 0
+    release.set()
+    assert (await first).status == 200
+    assert gate.running("b") == 0
+    # A handler that fails gives its slot back, and so does one cancelled while running.
+    with pytest.raises(RuntimeError):
+        await gate.admitted(failing)(request_of("b"))
+    release.clear()
+    running = asyncio.ensure_future(admitted(request_of("b")))
+    await settle()
+    assert gate.running("b") == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
     assert gate.running("b") == 0
 
 
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError):
-        Admission(0, retry_after=1)
+        Admission(0, retry_after=1, wait=1.0)
 
 
 MESSAGE = {"role": "user", "content": "hello world", "channel": "web"}
@@ -154,8 +196,8 @@ async def test_a_flooding_namespace_is_refused_beyond_its_slots_and_others_go_on
     held = fault_proxy.hold(touching("{other}:"))
     flood = [asyncio.create_task(send(client, tokens, B, *expensive(n))) for n in range(16)]
     await wait_until(
-        lambda: sum(task.done() for task in flood) == 12 and held.fired == 4,
-        "12 of b's 16 requests answered while 4 wait on Redis",
+        lambda: sum(task.done() for task in flood) == 8 and held.fired == 4,
+        "8 of b's 16 requests refused while 4 wait on Redis and 4 for a slot",
     )
     for task in flood:
         if task.done():
@@ -174,13 +216,14 @@ async def test_a_flooding_namespace_is_refused_beyond_its_slots_and_others_go_on
         for n in range(1, 5)
     ]
     await wait_until(lambda: reached.fired >= 4, "a's four expensive requests reach Redis")
-    # b's four are still running all along: a was admitted beside them, not after.
-    assert sum(task.done() for task in flood) == 12
+    # b's eight are still running or waiting all along: a was admitted beside them.
+    assert sum(task.done() for task in flood) == 8
     fault_proxy.release()
     for status, _, body in await asyncio.gather(*theirs, *pages):
         assert status == 200, body
     statuses = sorted([(await task)[0] for task in flood])
-    assert statuses == [200] * 4 + [429] * 12
+    # The four that waited ran once slots were given back.
+    assert statuses == [200] * 8 + [429] * 8
     # The slots came back: b may run four at once again.
     again = await asyncio.gather(*(send(client, tokens, B, *expensive(n)) for n in range(4)))
     assert [status for status, _, _ in again] == [200] * 4

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
+from bench import flood
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
@@ -244,3 +245,25 @@ async def test_the_fallback_client_gets_and_posts_where_the_harness_says() -> No
     # The baseline answers only the service's list and ingest paths: any miss is an error.
     assert listed.requests_per_second > 0 and listed.errors == 0
     assert posted.requests_per_second > 0 and posted.errors == 0
+
+
+@pytest.mark.real
+def test_the_flood_row_measures_a_alone_and_while_b_floods(tmp_path: Path) -> None:
+    result = flood.run(rounds=1, seconds=0.5, workdir=tmp_path)
+    fields = result.fields()
+    assert set(fields) == {
+        "a_alone_p99_ms",
+        "a_flooded_p99_ms",
+        "ratio",
+        "a_errors",
+        "a_requests",
+        "b_statuses",
+    }
+    assert result.alone.requests > 0 and result.flooded.requests > 0
+    assert fields["a_errors"] == 0
+    assert fields["ratio"] == fields["a_flooded_p99_ms"] / fields["a_alone_p99_ms"]
+    # b flooded for real: its requests were answered, by the service, not the network.
+    assert sum(result.b_statuses.values()) > 0 and 0 not in result.b_statuses
+    table = flood.report(result)
+    assert "| alone | " in table and "| while b floods search and history" in table
+    assert "a's errors: 0 (target 0)" in table
