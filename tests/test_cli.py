@@ -4,6 +4,7 @@ with exit code 2."""
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import re
 import subprocess
@@ -120,3 +121,47 @@ def test_help_is_plain_text() -> None:
 )
 def test_counts_agree_with_their_nouns(count: int, word: str, expected: str) -> None:
     assert plural(count, word) == expected
+
+
+def imports_of(package: Path) -> dict[str, set[str]]:
+    """Each module of ``package`` and the modules of the package it imports, anywhere in
+    its body."""
+    root = package.parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 0:
+                if node.module and node.module.split(".")[0] == package.name:
+                    found.add(node.module)
+                continue
+            base = here[: len(here) - (node.level - 1)]
+            if node.module:
+                found.add(".".join([*base, *node.module.split(".")]))
+            else:
+                found.update(".".join([*base, alias.name]) for alias in node.names)
+        graph[name] = found
+    return {name: {d for d in deps if d in graph} for name, deps in graph.items()}
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = imports_of(Path(__file__).resolve().parents[1] / "service")
+    assert "service.server" in graph["service.workers"]
+    assert "service.cli" not in graph["service.workers"]
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        for dependency in sorted(graph[name]):
+            assert dependency not in path, " -> ".join([*path, dependency])
+            if dependency not in done:
+                visit(dependency, [*path, dependency])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [name])
