@@ -5,9 +5,9 @@ sharing", issue 19 item 1). This row measures namespace a's list p99 alone, then
 while namespace b floods search and history from FLOOD_CLIENTS clients, in rounds that
 take turns (alone, flooded, alone, …) so that the host's own load falls on both.
 
-- a holds A_SESSIONS sessions; its clients ask for the first page of 50 at a steady
-  pace (A_RATE requests a second in all), so that a's latency is what one request
-  meets, not a queue of a's own.
+- a holds A_SESSIONS sessions; it asks for the first page of 50 at a steady rate
+  (A_RATE requests a second), each request sent when due and timed from then, so that
+  a's latency is what one request meets, and a stall counts in every request it holds.
 - b holds B_SESSIONS sessions of B_MESSAGES messages of ``"Ж" * 1000`` (2 kB of UTF-8
   each, where a search folds every byte), and LONG_SESSIONS sessions of LONG_MESSAGES
   such messages, whose history pages of 500 are 1 MB each.
@@ -51,9 +51,9 @@ LONG_SESSIONS = 4
 LONG_MESSAGES = 500
 CONTENT = "Ж" * 1000
 FLOOD_CLIENTS = 8
-A_CLIENTS = 4
-# a's requests a second, over all its clients.
+# a's requests a second, and the connections they may use at once.
 A_RATE = 200
+A_CONNECTIONS = 64
 A_PATH = "/api/sessions?limit=50"
 # No stored message or title holds it: a search reads as much as it may.
 SEARCH_PATH = "/api/sessions/search?q=%D1%89%D1%89&limit=20"
@@ -187,32 +187,33 @@ async def seed(url: str) -> list[str]:
 
 
 async def measure_a(url: str, seconds: float, phase: Phase) -> None:
-    """a's list at A_RATE requests a second from A_CLIENTS clients, for ``seconds``."""
+    """a's list, A_RATE requests a second for ``seconds``, each sent when it is due
+    whether or not the ones before it were answered (a slow answer does not hold back
+    the next request, so a stall shows in every request it delays), and timed from
+    when it was due."""
     latencies: list[float] = []
-    interval = A_CLIENTS / A_RATE
-    deadline = time.monotonic() + seconds
+    loop = asyncio.get_running_loop()
 
-    async def client(number: int, session: aiohttp.ClientSession) -> None:
-        # The clients' requests are spread over each interval, not sent together.
-        next_at = time.monotonic() + interval * number / A_CLIENTS
-        while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            if time.monotonic() >= deadline:
-                return
-            next_at += interval
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(REQUEST_GUARD):
-                    async with session.get(url + A_PATH, headers=auth("a")) as response:
-                        await response.read()
-                        ok = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                ok = False
-            latencies.append((time.perf_counter() - started) * 1000)
-            phase.errors += not ok
+    async def one(session: aiohttp.ClientSession, due: float) -> None:
+        try:
+            async with asyncio.timeout(REQUEST_GUARD):
+                async with session.get(url + A_PATH, headers=auth("a")) as response:
+                    await response.read()
+                    ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        latencies.append((loop.time() - due) * 1000)
+        phase.errors += not ok
 
-    async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(client(n, session) for n in range(A_CLIENTS)))
+    connector = aiohttp.TCPConnector(limit=A_CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        first = loop.time()
+        sent: list[asyncio.Task[None]] = []
+        for n in range(round(seconds * A_RATE)):
+            due = first + n / A_RATE
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            sent.append(asyncio.create_task(one(session, due)))
+        await asyncio.gather(*sent)
     phase.latencies_ms += latencies
     phase.round_p99s.append(percentile(latencies, 0.99))
 
@@ -328,9 +329,9 @@ def report(result: FloodResult) -> str:
     )
     return "\n".join(
         [
-            f"Namespace a's list (first page of 50, {A_SESSIONS:,} sessions, {A_RATE} requests/s "
-            f"from {A_CLIENTS} clients), {result.rounds} rounds of {result.seconds:g} s each, "
-            f"alone and while b floods; {result.workers} worker(s).",
+            f"Namespace a's list (first page of 50, {A_SESSIONS:,} sessions, {A_RATE} "
+            f"requests/s, each timed from when it was due), {result.rounds} rounds of "
+            f"{result.seconds:g} s each, alone and while b floods; {result.workers} worker(s).",
             "",
             "| a's list | requests | p50 ms | p99 ms | errors |",
             "|---|---:|---:|---:|---:|",
