@@ -53,7 +53,7 @@ CONTENT = "Ж" * 1000
 FLOOD_CLIENTS = 8
 # a's requests a second, and the connections they may use at once.
 A_RATE = 200
-A_CONNECTIONS = 64
+A_CONNECTIONS = 256
 A_PATH = "/api/sessions?limit=50"
 # No stored message or title holds it: a search reads as much as it may.
 SEARCH_PATH = "/api/sessions/search?q=%D1%89%D1%89&limit=20"
