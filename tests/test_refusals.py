@@ -460,3 +460,33 @@ async def test_a_dropped_reply_belongs_to_a_command_that_ran(fault_proxy: FaultP
         assert await client.incr("n") == 2
     finally:
         await client.aclose()
+
+
+async def test_a_delayed_or_held_reply_keeps_the_ones_after_it_in_order(
+    fault_proxy: FaultProxy,
+) -> None:
+    client = redis.asyncio.Redis(port=fault_proxy.port)
+    try:
+        delayed = fault_proxy.delay(0.05, named("GET"))
+        async with client.pipeline(transaction=False) as pipe:
+            for command in (("INCR", "n"), ("GET", "n"), ("INCR", "n")):
+                pipe.execute_command(*command)
+            assert await pipe.execute() == [1, b"1", 2]
+        assert delayed.fired == 1
+        held = fault_proxy.hold(named("INCR"), times=1)
+        answer = asyncio.ensure_future(client.execute_command("INCR", "n"))
+        for _ in range(WAIT_STEPS):
+            if held.fired:
+                break
+            await asyncio.sleep(WAIT_PAUSE)
+        # Redis ran it; its reply waits in the proxy until released.
+        direct = redis.asyncio.Redis(port=fault_proxy.upstream_port)
+        try:
+            assert await direct.get("n") == b"3"
+        finally:
+            await direct.aclose()
+        assert not answer.done()
+        fault_proxy.release()
+        assert await asyncio.wait_for(answer, HANG_GUARD) == 3
+    finally:
+        await client.aclose()
