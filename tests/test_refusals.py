@@ -473,8 +473,8 @@ async def test_a_delayed_or_held_reply_keeps_the_ones_after_it_in_order(
                 pipe.execute_command(*command)
             assert await pipe.execute() == [1, b"1", 2]
         assert delayed.fired == 1
-        held = fault_proxy.hold(named("INCR"), times=1)
-        answer = asyncio.ensure_future(client.execute_command("INCR", "n"))
+        held = fault_proxy.hold(named("INCR", "INCRBY"), times=1)
+        answer = asyncio.ensure_future(client.incr("n"))
         for _ in range(WAIT_STEPS):
             if held.fired:
                 break
