@@ -115,13 +115,21 @@ def redis_context(
 
 
 def make_runner(app: web.Application) -> web.AppRunner:
-    """The runner every serve path uses, with the slow-client guard switched on."""
+    """The runner every serve path uses, with the slow-client guards switched on (the
+    body's and the answer's deadlines are kept by :mod:`service.deadlines`)."""
     settings = app[SETTINGS]
-    # aiohttp closes a connection whose request is not complete when its keep-alive
-    # timer fires, and that timer starts when the connection opens: one setting
-    # covers both idle keep-alive connections and headers sent byte by byte.
     return web.AppRunner(
-        app, access_log=None, handle_signals=False, keepalive_timeout=settings.client_timeout
+        app,
+        access_log=None,
+        handle_signals=False,
+        # aiohttp closes a connection whose request is not complete when its keep-alive
+        # timer fires, and that timer starts when the connection opens: one setting
+        # covers both idle keep-alive connections and headers sent byte by byte.
+        keepalive_timeout=settings.client_timeout,
+        # After an answer given before its body was read (a 408 for a body too slow, a
+        # 401, a 413), aiohttp reads and drops the rest of the body so that the client
+        # sees the answer, for this long at most, then closes the connection.
+        lingering_time=settings.client_timeout,
     )
 
 

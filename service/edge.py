@@ -26,6 +26,7 @@ from .ratelimit import RateLimiter, retry_after_header
 from .store import (
     ChannelRequired,
     InvalidCursor,
+    OutcomeUnknown,
     SessionExists,
     SessionNotFound,
     StoreUnavailable,
@@ -64,6 +65,20 @@ def _http_error(request: web.Request, error: web.HTTPException) -> web.Response:
     return error_response(error.status, detail, headers)
 
 
+def unavailable_detail(error: StoreUnavailable) -> str:
+    if isinstance(error, OutcomeUnknown):
+        return (
+            f"The outcome is unknown: {error.reason}, and the write may or may not have "
+            "been applied. Repeating the request with the same ids is safe: it is never "
+            "applied twice."
+        )
+    return f"Redis cannot do this now: {error.reason}. Retry shortly."
+
+
+def retry_after(seconds: int) -> dict[str, str]:
+    return {"Retry-After": str(seconds)}
+
+
 def error_answer(request: web.Request, error: Exception) -> web.Response:
     """Every failure leaves as ``{"detail": …}`` JSON with the status SPEC §3 gives it."""
     match error:
@@ -84,12 +99,10 @@ def error_answer(request: web.Request, error: Exception) -> web.Response:
                 422, "channel is required to create a session with its first message."
             )
         case StoreUnavailable():
-            log.warning("redis unavailable: %s", error)
+            log.warning("redis unavailable: %s", error.reason)
             request.app[METRICS].count("redis_errors")
             return error_response(
-                503,
-                "Redis is not answering; retry shortly.",
-                {"Retry-After": str(request.app[SETTINGS].retry_after)},
+                503, unavailable_detail(error), retry_after(request.app[SETTINGS].retry_after)
             )
         case web.HTTPException() if error.status >= 400:
             return _http_error(request, error)

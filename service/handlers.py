@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from .appkeys import METRICS, OPENAPI, PRINCIPAL, SETTINGS, STORE
+from .deadlines import read_body
 from .errors import ApiError
 from .export import exporter
 from .metrics import CONTENT_TYPE, Metrics
@@ -99,7 +100,7 @@ async def read_json(request: web.Request) -> Any:
         if content_type not in JSON_TYPES and not content_type.endswith("+json"):
             raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
     try:
-        raw = await request.read()
+        raw = await read_body(request)
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"Body is larger than the limit of {limit} bytes.") from None
     if not raw.strip():

@@ -69,6 +69,10 @@ def reply_error(message: str) -> redis_errors.ResponseError:
     return redis_errors.ResponseError(message)
 
 
+class ConnectFailed(redis_errors.ConnectionError):
+    """No connection could be made: nothing was sent."""
+
+
 FEED_BYTES = 8192
 
 # Sends gathered into one write at most. Gathering a whole event-loop pass saves writes,
@@ -140,6 +144,17 @@ class _Protocol(asyncio.Protocol):
             error = redis_errors.TimeoutError("Redis did not answer in time")
         else:
             error = redis_errors.ConnectionError(f"Connection to Redis lost: {exc or 'closed'}")
+            # Redis may say why before it closes (a protocol error after NOAUTH, say):
+            # the first waiter is answered with what was said.
+            said = (
+                [r for r in self.waiters[0].replies if isinstance(r, Exception)]
+                if self.waiters
+                else []
+            )
+            if said:
+                waiter = self.waiters.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_exception(said[0])
         while self.waiters:
             future = self.waiters.popleft().future
             if not future.done():
@@ -265,7 +280,7 @@ class RedisLink:
                         _, protocol = await loop.create_connection(made, target.host, target.port)
                     await self._handshake(protocol)
             except (OSError, TimeoutError) as error:
-                raise redis_errors.ConnectionError(f"Cannot connect to Redis: {error}") from error
+                raise ConnectFailed(f"Cannot connect to Redis: {error}") from error
             self._protocol = protocol
             return protocol
 

@@ -17,7 +17,7 @@ message_count and channel, each after its own marker byte (``\\x01`` to ``\\x04`
     \\x0e"Python primes"\\x012024-01-15T10:30:00.000Z\\x022024-01-15T11:45:00.000Z\\x0312\\x04web
 
 A page of the list needs no script: ``MULTI``, ``ZCARD`` and ``ZCOUNT`` for the
-total and the active window, and one ``SORT_RO <index> BY nosort DESC LIMIT``
+total and the active window, and one ``SORT <index> BY nosort DESC LIMIT``
 that walks the sorted set by rank and fetches each id's card with
 ``GET cs:{ns}:card:*``, then ``EXEC``. Scripts cost this Redis several
 microseconds per call and about half a microsecond for every value moved between
@@ -40,6 +40,9 @@ import asyncio
 import base64
 import binascii
 import functools
+import itertools
+import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,7 +56,7 @@ from redis.commands.core import AsyncScript
 
 from .coalesce import Coalescer
 from .models import AUTO_TITLE_LENGTH, DEFAULT_TITLE, MessageIn, auto_title, format_time
-from .redis_link import Command, RedisLink, pack, pack_rest, pack_start
+from .redis_link import Command, ConnectFailed, RedisLink, pack, pack_rest, pack_start
 
 RedisClient = Redis | RedisCluster
 T = TypeVar("T")
@@ -101,7 +104,73 @@ class InvalidCursor(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """Redis did not answer in time, refused, or is failing over."""
+    """Redis cannot do the work now: unreachable, too slow, or refusing (``reason`` says
+    which, in words an operator can act on)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutcomeUnknown(StoreUnavailable):
+    """A write may or may not have run: its reply was lost and a retry could not tell.
+
+    Every write carries an operation id that its script records, so repeating the
+    request with the same ids never applies it twice."""
+
+
+# Error codes Redis answers when it cannot do the work now, and how to say so.
+REFUSALS = {
+    "LOADING": "Redis is loading its data into memory (LOADING)",
+    "OOM": "Redis is out of memory (OOM)",
+    "NOAUTH": "Redis refused the service's credentials (NOAUTH)",
+    "WRONGPASS": "Redis refused the service's credentials (WRONGPASS)",
+    "NOPERM": "Redis refused the service's user this command (NOPERM)",
+    "READONLY": "Redis is a read-only replica, failing over (READONLY)",
+    "MASTERDOWN": "Redis lost its master (MASTERDOWN)",
+    "CLUSTERDOWN": "the Redis Cluster is down (CLUSTERDOWN)",
+    "TRYAGAIN": "the Redis Cluster is moving this data (TRYAGAIN)",
+    "BUSY": "Redis is busy running a long script (BUSY)",
+    "MISCONF": "Redis cannot persist its data (MISCONF)",
+    "NOREPLICAS": "Redis has too few replicas to accept writes (NOREPLICAS)",
+    "EXECABORT": "Redis refused a transaction (EXECABORT)",
+}
+# Redis 6.2 reports an error raised inside a script as "ERR Error running script ...
+# -CODE ...", 7.0 and later as "CODE ... script: ...".
+_SCRIPT_ERROR_CODE = re.compile(r"-([A-Z]+) ")
+
+
+# redis-py's own parser strips the code from these and raises a class instead.
+_REFUSAL_CLASSES: tuple[tuple[type[Exception], str], ...] = (
+    (redis_errors.BusyLoadingError, "LOADING"),
+    (redis_errors.AuthenticationError, "NOAUTH"),
+    (redis_errors.AuthenticationWrongNumberOfArgsError, "NOAUTH"),
+    (redis_errors.NoPermissionError, "NOPERM"),
+    (redis_errors.ReadOnlyError, "READONLY"),
+    (redis_errors.OutOfMemoryError, "OOM"),
+    (redis_errors.ExecAbortError, "EXECABORT"),
+    (redis_errors.MasterDownError, "MASTERDOWN"),
+    (redis_errors.ClusterDownError, "CLUSTERDOWN"),
+    (redis_errors.TryAgainError, "TRYAGAIN"),
+)
+
+
+def refusal_of(error: Exception) -> str | None:
+    """The reason Redis gave for refusing, when ``error`` means "cannot now"."""
+    message = str(error)
+    code = message.split(" ", 1)[0]
+    if code == "ERR" and "Error running script" in message:
+        found = _SCRIPT_ERROR_CODE.search(message)
+        code = found.group(1) if found else code
+    if code in REFUSALS:
+        return REFUSALS[code]
+    if "Protocol error: unauthenticated" in message:
+        # Redis 7 closes a connection that sends a long command before authenticating.
+        return REFUSALS["NOAUTH"]
+    for kind, kind_code in _REFUSAL_CLASSES:
+        if isinstance(error, kind):
+            return REFUSALS[kind_code]
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,44 +488,57 @@ end
 """
 FIELDS_SEPARATOR = "\0"
 
+# How long a write's operation id is kept: longer than the service's one retry can
+# come after the first try (a round-trip deadline and a reconnect), short enough that
+# the ids of a busy namespace stay a small part of its memory.
+OPERATION_TTL_MS = 10_000
+
 # KEYS[1] index
 # ARGV[1] card key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix, ARGV[4]
-# meta key prefix, ARGV[5] channel key prefix, ARGV[6] default title as JSON: the same
-# in every call for a namespace (see ingest_start)
-# ARGV[7] the message's fields, joined by NUL bytes (FIELDS_SEPARATOR), ARGV[8]
+# meta key prefix, ARGV[5] channel key prefix, ARGV[6] operation key prefix, ARGV[7]
+# default title as JSON: the same in every call for a namespace (see ingest_start)
+# ARGV[8] the message's fields, joined by NUL bytes (FIELDS_SEPARATOR), ARGV[9]
 # stored message
 # Returns {status, card, score, stored message, metadata or false}, or {-1} (see
-# _LUA_INGEST).
+# _LUA_INGEST). A message stored records the call's operation id, so that the same call
+# sent again (a retry after a lost reply) answers "stored", not "seen before".
 INGEST = (
     _LUA_FIELDS
     + _LUA_INGEST
     + """
-local session_id, channel, message_id, ms, time_text, title = unpack(split_fields(ARGV[7]))
+local session_id, channel, message_id, ms, time_text, title, operation =
+  unpack(split_fields(ARGV[8]))
+local operation_key = ARGV[6] .. operation
 local replies = {}
-local message = {session_id, channel, message_id, ms, time_text, ARGV[8], title}
+local message = {session_id, channel, message_id, ms, time_text, ARGV[9], title}
 local s, score = ingest_run(ARGV[1] .. session_id, ARGV[2] .. session_id,
-  ARGV[3] .. session_id, KEYS[1], ARGV[5], ARGV[6], {message}, 1, 1, replies)
+  ARGV[3] .. session_id, KEYS[1], ARGV[5], ARGV[7], {message}, 1, 1, replies)
 local status, stored = replies[1], replies[3]
 if status < 0 then return {-1} end
-if status == 1 then stored = ARGV[8] end
+if status == 1 then
+  stored = ARGV[9]
+  redis.call('SET', operation_key, '1', 'PX', OPERATION_TTL_MS)
+elseif redis.call('EXISTS', operation_key) == 1 then
+  status = 1
+end
 return {status, card_render(s), score and string.format('%d', score) or false, stored,
   redis.call('GET', ARGV[4] .. session_id)}
-"""
+""".replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 )
-# INGEST's seventh argument: session id, channel ('' if not sent), message id, message
-# time ms, message time RFC 3339, auto title (auto_title_arg), joined by FIELDS_SEPARATOR.
-# As arguments of their own they were a twentieth of a single ingest's instructions.
-# None of them holds a NUL byte: ids and channels hold no control characters, and the
-# title is JSON.
+# INGEST's eighth argument: session id, channel ('' if not sent), message id, message
+# time ms, message time RFC 3339, auto title (auto_title_arg), operation id, joined by
+# FIELDS_SEPARATOR. None of them holds a NUL byte: ids and channels hold no control
+# characters, and the title is JSON.
 
 # KEYS[1] index
 # ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
 # ARGV[4] default title as JSON, ARGV[5] the messages as one JSON array of messages
-# (see _LUA_INGEST), ARGV[6] card key prefix
+# (see _LUA_INGEST), ARGV[6] card key prefix, ARGV[7] the call's operation key
 # Returns per message: status, message count, and the stored message when it was seen
-# before (else ''). One call writes many messages, and they travel as one argument:
-# packing seven arguments per message in redis-py was a quarter of a batch's time.
-# Consecutive messages of one session go to ingest_run as one run.
+# before (else ''). One call writes many messages, and they travel as one argument.
+# Consecutive messages of one session go to ingest_run as one run. The operation key
+# keeps, per message, the session's message count just after this call stored it (0 if
+# it did not), so that the same call sent again answers exactly as the first did.
 INGEST_MANY = (
     _LUA_INGEST
     + """
@@ -471,8 +553,28 @@ for k = 1, #messages do
     first = k + 1
   end
 end
+local counts, any_stored = {}, false
+for k = 1, #messages do
+  local stored_here = replies[3 * k - 2] == 1
+  counts[k] = stored_here and replies[3 * k - 1] or 0
+  any_stored = any_stored or stored_here
+end
+if any_stored then
+  redis.call('SET', ARGV[7], cjson.encode(counts), 'PX', OPERATION_TTL_MS)
+else
+  local earlier = redis.call('GET', ARGV[7])
+  if earlier then
+    for k, count in ipairs(cjson.decode(earlier)) do
+      if count > 0 then
+        replies[3 * k - 2] = 1
+        replies[3 * k - 1] = count
+        replies[3 * k] = ''
+      end
+    end
+  end
+end
 return replies
-"""
+""".replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 )
 
 # The page in Lua, for what SORT cannot serve in one round trip: the inactive filter (its
@@ -545,6 +647,16 @@ return {hi - lo, more, start, n_active, ids, redis.call('MGET', unpack(card_keys
 """
 )
 
+# The readiness probe's key: outside every namespace, expiring by itself.
+READY_KEY = "cs:readiness-probe"
+# KEYS[1] READY_KEY
+# Returns 1. It writes, so that a Redis refusing writes (OOM, READONLY, MISCONF) is not
+# taken for ready.
+READY = """
+redis.call('SET', KEYS[1], '1', 'PX', 10000)
+return 1
+"""
+
 # KEYS[1] card, KEYS[2] index, KEYS[3] meta
 # ARGV[1] session id
 # Returns {card, score, metadata or false}, or an empty table when unknown.
@@ -554,16 +666,19 @@ if not card then return {} end
 return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
 """
 
-# KEYS[1] card, KEYS[2] index, KEYS[3] channel index, KEYS[4] meta
+# KEYS[1] card, KEYS[2] index, KEYS[3] channel index, KEYS[4] meta, KEYS[5] operation
 # ARGV[1] session id, ARGV[2] card, ARGV[3] score (epoch ms), ARGV[4] metadata ('' if none)
-# Returns 1 when created, 0 when the id is taken.
+# Returns 1 when created (by this operation, also when it is sent again), 0 when the id
+# is taken.
 CREATE = """
+if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
 if not redis.call('SET', KEYS[1], ARGV[2], 'NX') then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4]) end
+redis.call('SET', KEYS[5], '1', 'PX', OPERATION_TTL_MS)
 return 1
-"""
+""".replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 
 # KEYS[1] card, KEYS[2] index, KEYS[3] meta
 # ARGV[1] session id, ARGV[2] title as JSON
@@ -582,20 +697,23 @@ return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])
 """
 )
 
-# KEYS[1] card, KEYS[2] index, KEYS[3] messages, KEYS[4] seen, KEYS[5] meta
+# KEYS[1] card, KEYS[2] index, KEYS[3] messages, KEYS[4] seen, KEYS[5] meta,
+# KEYS[6] operation
 # ARGV[1] session id, ARGV[2] channel key prefix
-# Returns 1 when deleted, 0 when unknown.
+# Returns 1 when deleted (by this operation, also when it is sent again), 0 when unknown.
 DELETE = (
     _LUA_CARD
     + """
+if redis.call('EXISTS', KEYS[6]) == 1 then return 1 end
 local card = redis.call('GET', KEYS[1])
 if not card then return 0 end
 local s = card_parse(card)
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', ARGV[2] .. s.channel, ARGV[1])
 redis.call('UNLINK', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], '1', 'PX', OPERATION_TTL_MS)
 return 1
-"""
+""".replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 )
 
 # KEYS[1] card, KEYS[2] messages list
@@ -767,6 +885,7 @@ class Keys:
         self.messages_prefix = self.prefix + "messages:"
         self.seen_prefix = self.prefix + "seen:"
         self.meta_prefix = self.prefix + "meta:"
+        self.operation_prefix = self.prefix + "op:"
 
     def card(self, session_id: str) -> str:
         return self.card_prefix + session_id
@@ -783,6 +902,9 @@ class Keys:
     def meta(self, session_id: str) -> str:
         return self.meta_prefix + session_id
 
+    def operation(self, operation_id: str) -> str:
+        return self.operation_prefix + operation_id
+
     def ingest_prefixes(self) -> list[str]:
         """INGEST's key prefixes, in its order."""
         return [
@@ -791,6 +913,7 @@ class Keys:
             self.seen_prefix,
             self.meta_prefix,
             self.channel_prefix,
+            self.operation_prefix,
         ]
 
 
@@ -802,13 +925,14 @@ class PageCommands(NamedTuple):
     total: bytes
     # ZCOUNT's start, to end with the active cutoff and +inf
     active_from: bytes
-    # SORT_RO's start (its options may come in any order), to end with LIMIT's two numbers
+    # SORT's start (its options may come in any order), to end with LIMIT's two numbers
     sort: bytes
 
 
 @functools.lru_cache(maxsize=1024)
 def page_commands(zset: str, card_pattern: str) -> PageCommands:
-    sort = ("SORT_RO", zset, "BY", "nosort", "DESC", "GET", "#", "GET", card_pattern, "LIMIT")
+    # SORT, not SORT_RO (Redis 7.0 and later): without STORE it only reads, on 6.2 too.
+    sort = ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", card_pattern, "LIMIT")
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
@@ -880,10 +1004,6 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _is_transient(error: redis_errors.ResponseError) -> bool:
-    return str(error).split(" ", 1)[0] in {"MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"}
-
-
 class SessionStore:
     """Sessions, their index and their messages, in Redis, one round trip per call."""
 
@@ -912,7 +1032,14 @@ class SessionStore:
         self._history = redis.register_script(HISTORY)
         self._search = redis.register_script(SEARCH)
         self._messages_range = redis.register_script(MESSAGES_RANGE)
+        self._ready = redis.register_script(READY)
         self._pages = Coalescer(self._read_page)
+        # Operation ids: unique across workers and replicas by a random prefix per store.
+        self._operation_prefix = os.urandom(8).hex()
+        self._operation_numbers = itertools.count()
+
+    def _operation_id(self) -> str:
+        return f"{self._operation_prefix}.{next(self._operation_numbers)}"
 
     async def _initialize_cluster(self) -> None:
         """Learn the cluster's slots once, before any concurrent use.
@@ -928,29 +1055,53 @@ class SessionStore:
                 await self._redis.initialize()
                 self._initialized = True
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one Redis round trip, turning outages into :class:`StoreUnavailable`.
+    async def _call(self, operation: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """Run one Redis round trip, turning outages and refusals into
+        :class:`StoreUnavailable`.
 
-        The shared link keeps its own deadline (one watchdog per connection); other
-        clients get one ``asyncio.timeout`` per round trip.
+        A connection lost on the way is tried once more on a fresh one (a Redis restart
+        closes every connection): a write's script recognises its own operation id, so
+        the second try answers what the first did. A write that may have reached Redis
+        and got no answer raises :class:`OutcomeUnknown`.
         """
-        try:
-            if self._link is not None:
-                return await operation()
-            async with asyncio.timeout(self._timeout):
-                if not self._initialized:
-                    await self._initialize_cluster()
-                return await operation()
-        except TimeoutError as error:
-            raise StoreUnavailable("Redis did not answer in time") from error
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as error:
-            raise StoreUnavailable(str(error)) from error
-        except redis_errors.ClusterError as error:
-            raise StoreUnavailable(str(error)) from error
-        except redis_errors.ResponseError as error:
-            if _is_transient(error):
-                raise StoreUnavailable(str(error)) from error
-            raise
+        sent = False
+        for attempt in (1, 2):
+            try:
+                return await self._round_trip(operation)
+            except ConnectFailed as error:
+                failure: Exception = error
+            except (redis_errors.ConnectionError, ConnectionError) as error:
+                reason = refusal_of(error)
+                if reason is not None:
+                    raise StoreUnavailable(reason) from error
+                sent, failure = True, error
+            except (TimeoutError, redis_errors.TimeoutError) as error:
+                # Not tried again: Redis is there but slow, and another try adds load.
+                kind = OutcomeUnknown if write else StoreUnavailable
+                raise kind("Redis did not answer in time") from error
+            except redis_errors.RedisError as error:
+                reason = refusal_of(error)
+                if reason is None and isinstance(error, redis_errors.ClusterError):
+                    reason = f"the Redis Cluster cannot serve this now ({error})"
+                if reason is None:
+                    raise
+                raise StoreUnavailable(reason) from error
+            except OSError as error:
+                sent, failure = True, error
+            if attempt == 2:
+                kind = OutcomeUnknown if write and sent else StoreUnavailable
+                raise kind(f"Redis is unreachable ({failure})") from failure
+        raise AssertionError("unreachable")
+
+    async def _round_trip(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation`` under its deadline: the shared link keeps its own (one watchdog
+        per connection); other clients get one ``asyncio.timeout`` per round trip."""
+        if self._link is not None:
+            return await operation()
+        async with asyncio.timeout(self._timeout):
+            if not self._initialized:
+                await self._initialize_cluster()
+            return await operation()
 
     def _script(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -994,40 +1145,28 @@ class SessionStore:
         else through a pooled redis-py connection without its per-command layers
         (retry wrapper, telemetry hooks, a task per write under a socket timeout).
         The deadline is the link's watchdog, or one ``asyncio.timeout`` around the
-        whole round trip (:meth:`_call`). A connection that died with a Redis restart
-        is retried once on a fresh one, as redis-py's retry would. The cluster client
-        sends one command.
+        whole round trip (:meth:`_call`, which also tries a lost connection once more).
+        The cluster client sends one command.
         """
         link = self._link
         if link is not None:
-            packed = pack(commands)
-            try:
-                replies = await link.exchange(packed, len(commands))
-            except redis_errors.ConnectionError:
-                # As _all_replies: once more, the last connection may have died with a restart.
-                replies = await link.exchange(packed, len(commands))
+            replies = await link.exchange(pack(commands), len(commands))
             _raise_first_error(replies)
             return replies
         pool = self._pool
         if pool is None:
             assert len(commands) == 1, "the cluster path sends one command at a time"
             return [await self._redis.execute_command(*commands[0])]
-        for attempt in range(2):
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            try:
-                await connection.send_packed_command(pack(commands), check_health=False)
-                return [await connection.read_response() for _ in commands]
-            except redis_errors.ConnectionError:
-                await connection.disconnect(nowait=True)
-                if attempt:
-                    raise
-            except BaseException:
-                # Replies may be left unread: this connection cannot be used again.
-                await connection.disconnect(nowait=True)
-                raise
-            finally:
-                await pool.release(connection)
-        raise AssertionError("unreachable")
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(pack(commands), check_health=False)
+            return [await connection.read_response() for _ in commands]
+        except BaseException:
+            # Replies may be left unread: this connection cannot be used again.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
 
     async def aclose(self) -> None:
         """Close the store's own connection; the client passed in stays the caller's."""
@@ -1036,6 +1175,10 @@ class SessionStore:
 
     async def ping(self) -> None:
         await self._call(lambda: self._exchange([("PING",)]))
+
+    async def ready(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis runs a script that writes now."""
+        await self._call(lambda: self._script(self._ready, [READY_KEY], []))
 
     def _active(self, score: bytes | None, now: int) -> bool:
         return score is not None and int(score) >= now - self._active_window_ms
@@ -1067,19 +1210,25 @@ class SessionStore:
         zset = keys.index if channel is None else keys.channel(channel)
         cutoff = now - self._active_window_ms
         after = decode_cursor(cursor) if cursor is not None else None
-        if self._cluster or active is False or (after is not None and after.rank is None):
-            # The inactive filter's first rank is only known inside Redis; redis-py's
-            # cluster client cannot send a MULTI/EXEC from asyncio (it nests event loops).
-            reply = await self._call(
-                lambda: self._script(
-                    self._page, [zset], self._page_args(keys, limit, offset, after, active, cutoff)
+        if not (self._cluster or active is False or (after is not None and after.rank is None)):
+            start = after.rank if after is not None and after.rank is not None else offset or 0
+            try:
+                return await self._call(
+                    lambda: self._sorted_page(keys, zset, start, limit, after, active, cutoff)
                 )
+            except StoreUnavailable as error:
+                # Redis out of memory refuses every command queued in a MULTI, and SORT
+                # on 6.2: the page script, which only reads, still runs.
+                if error.reason != REFUSALS["OOM"]:
+                    raise
+        # The inactive filter's first rank is only known inside Redis; redis-py's cluster
+        # client cannot send a MULTI/EXEC from asyncio (it nests event loops).
+        reply = await self._call(
+            lambda: self._script(
+                self._page, [zset], self._page_args(keys, limit, offset, after, active, cutoff)
             )
-            return _script_page(reply)
-        start = after.rank if after is not None and after.rank is not None else offset or 0
-        return await self._call(
-            lambda: self._sorted_page(keys, zset, start, limit, after, active, cutoff)
         )
+        return _script_page(reply)
 
     def _page_args(
         self,
@@ -1168,6 +1317,7 @@ class SessionStore:
                 str(message.timestamp_ms),
                 timestamp,
                 auto_title_arg(message),
+                self._operation_id(),
             ]
         ).encode()
         stored = stored_message(message)
@@ -1198,7 +1348,7 @@ class SessionStore:
     ) -> IngestResult:
         timestamp = format_time(message.timestamp_ms)
         command = self._ingest_command(namespace, session_id, message, timestamp)
-        reply = await self._call(lambda: self._script_command(self._ingest, command))
+        reply = await self._call(lambda: self._script_command(self._ingest, command), write=True)
         return self._ingest_result(reply, session_id, message, timestamp, now)
 
     async def add_messages(
@@ -1240,10 +1390,17 @@ class SessionStore:
                 ]
             )
         calls = [
-            [*head, orjson.dumps(rows[start : start + BATCH_CHUNK]), keys.card_prefix]
+            [
+                *head,
+                orjson.dumps(rows[start : start + BATCH_CHUNK]),
+                keys.card_prefix,
+                keys.operation(self._operation_id()),
+            ]
             for start in range(0, len(rows), BATCH_CHUNK)
         ]
-        replies = await self._call(lambda: self._pipelined(self._ingest_many, keys, calls))
+        replies = await self._call(
+            lambda: self._pipelined(self._ingest_many, keys, calls), write=True
+        )
         # Each reply holds (status, message count, stored message) per message.
         flat = iter([value for reply in replies for value in reply])
         results: list[BatchOutcome | StoreError | None] = [None] * len(items)
@@ -1285,12 +1442,7 @@ class SessionStore:
     async def _all_replies(self, commands: Sequence[Command]) -> list[Any]:
         """One round trip of independent commands; a failed command's error is its reply."""
         if self._link is not None:
-            packed = pack(commands)
-            try:
-                return await self._link.exchange(packed, len(commands))
-            except redis_errors.ConnectionError:
-                # Once more on a fresh connection: the last one may have died with a restart.
-                return await self._link.exchange(packed, len(commands))
+            return await self._link.exchange(pack(commands), len(commands))
         async with self._redis.pipeline(transaction=False) as pipe:
             for command in commands:
                 # execute_command, not evalsha(): redis-py's cluster pipeline blocks the
@@ -1368,12 +1520,16 @@ class SessionStore:
             channel,
         )
         meta = orjson.dumps(metadata) if metadata else b""
+        create_keys = [
+            keys.card(session_id),
+            keys.index,
+            keys.channel(channel),
+            keys.meta(session_id),
+            keys.operation(self._operation_id()),
+        ]
         created = await self._call(
-            lambda: self._script(
-                self._create,
-                [keys.card(session_id), keys.index, keys.channel(channel), keys.meta(session_id)],
-                [session_id, card, now, meta],
-            )
+            lambda: self._script(self._create, create_keys, [session_id, card, now, meta]),
+            write=True,
         )
         if not created:
             raise SessionExists(session_id)
@@ -1388,7 +1544,8 @@ class SessionStore:
                 self._rename,
                 [keys.card(session_id), keys.index, keys.meta(session_id)],
                 [session_id, orjson.dumps(title)],
-            )
+            ),
+            write=True,
         )
         if not found:
             raise SessionNotFound(session_id)
@@ -1397,18 +1554,17 @@ class SessionStore:
 
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
+        delete_keys = [
+            keys.card(session_id),
+            keys.index,
+            keys.messages(session_id),
+            keys.seen(session_id),
+            keys.meta(session_id),
+            keys.operation(self._operation_id()),
+        ]
         deleted = await self._call(
-            lambda: self._script(
-                self._delete,
-                [
-                    keys.card(session_id),
-                    keys.index,
-                    keys.messages(session_id),
-                    keys.seen(session_id),
-                    keys.meta(session_id),
-                ],
-                [session_id, keys.channel_prefix],
-            )
+            lambda: self._script(self._delete, delete_keys, [session_id, keys.channel_prefix]),
+            write=True,
         )
         if not deleted:
             raise SessionNotFound(session_id)

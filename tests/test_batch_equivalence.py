@@ -72,7 +72,10 @@ async def redis_state(store: SessionStore, namespace: str) -> dict[str, Any]:
             value = await client.hgetall(key)
         else:
             value = await client.zrange(key, 0, -1, withscores=True)
-        state[key.split(":", 2)[2]] = value
+        name = key.split(":", 2)[2]
+        # Operation ids (kept seconds, to answer a retried write) are not session state.
+        if not name.startswith("op:"):
+            state[name] = value
     return state
 
 
