@@ -1,15 +1,21 @@
-"""The access line: its text, its milliseconds to two places, its time of day."""
+"""The access line: its text, its milliseconds to two places, its time of day; and no
+secret in any line logging writes."""
 
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
+from collections.abc import Iterator
 
 import orjson
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web import RequestPayloadError
 
-from service.logs import AccessLog
+from service.auth import new_token
+from service.logs import AccessLog, JsonFormatter, redact
 
 LINE = re.compile(
     r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) INFO chatsessions\.access (\S+) (\S+) (\d{3}) (\d+\.\d\d)ms"
@@ -88,3 +94,114 @@ def test_json_lines_carry_the_same_fields() -> None:
         3.14,
     )
     assert entry["logger"] == "chatsessions.access"
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+TOKEN = new_token()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Authorization: Bearer {TOKEN}",
+        f"b'Authorization: Bearer {TOKEN}\\x01'",
+        f"authorization:{TOKEN}",
+        f"Proxy-Authorization: Basic {TOKEN[3:]}",
+        f"headers {{'Authorization': 'Bearer {TOKEN}'}}",
+        f"bearer\t{TOKEN[3:]}",
+        f"a token {TOKEN} in passing",
+        f"a token cut short: {TOKEN[:12]}...",
+        f"/{TOKEN}aaaa",
+    ],
+)
+def test_redact_removes_the_secret(text: str) -> None:
+    cleaned = redact(text)
+    assert TOKEN[3:13] not in cleaned
+    assert TOKEN[:12] not in cleaned
+    assert "[redacted]" in cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GET /api/sessions 200 1.20ms",
+        "unhandled error on POST /api/sessions/abc/messages",
+        "redis unavailable: Timeout reading from 127.0.0.1:6379",
+        "docs_and_metrics: 12 discs_total",
+    ],
+)
+def test_redact_leaves_other_text_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO, logging.Handler]]:
+    """A logger of its own, writing through a handler that knows nothing of secrets."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("chatsessions.test_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    yield logger, stream, handler
+    logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("formatter", [logging.Formatter(), JsonFormatter()])
+def test_records_are_clean_whatever_writes_them(
+    captured: tuple[logging.Logger, io.StringIO, logging.Handler], formatter: logging.Formatter
+) -> None:
+    logger, stream, handler = captured
+    handler.setFormatter(formatter)
+    try:
+        raise RuntimeError(f"header was Authorization: Bearer {TOKEN}")
+    except RuntimeError:
+        logger.exception("a request with %s failed", f"Bearer {TOKEN}")
+    record_text = stream.getvalue()
+    assert TOKEN[3:13] not in record_text
+    assert "a request with Bearer [redacted]" in record_text
+    assert "RuntimeError: header was Authorization [redacted]" in record_text
+    assert "Traceback" in record_text
+
+
+def test_a_parser_error_keeps_its_reason_and_drops_the_bytes_it_quotes(
+    captured: tuple[logging.Logger, io.StringIO, logging.Handler],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An obs-folded header shows the secret with nothing around it to recognise."""
+    logger, stream, _ = captured
+    secret = "0123456789abcdef0123456789abcdef"
+    folded = BadHttpMessage(f"Unexpected whitespace after header value:\n\n  b' {secret}'\n  ^")
+    too_long = LineTooLong(f"Bearer {secret}".encode() + b"a" * 9000, 8190)
+    in_body = RequestPayloadError(f"chunk {secret}")
+    in_body.__cause__ = BadHttpMessage(f"Invalid character in chunk size:\n\n  b'{secret}'")
+    for error in (folded, too_long, in_body):
+        logger.error("Error handling request from %s", "127.0.0.1", exc_info=error)
+    lines = stream.getvalue().splitlines()
+    assert secret[:10] not in stream.getvalue()
+    assert lines == [
+        "Error handling request from 127.0.0.1",
+        "aiohttp.http_exceptions.BadHttpMessage: 400, Unexpected whitespace after header value"
+        " (the request's bytes are not logged)",
+        "Error handling request from 127.0.0.1",
+        "aiohttp.http_exceptions.LineTooLong: 400, Got more than 8190 bytes when reading"
+        " (the request's bytes are not logged)",
+        "Error handling request from 127.0.0.1",
+        "aiohttp.web_protocol.RequestPayloadError (the request's bytes are not logged)",
+        "  from aiohttp.http_exceptions.BadHttpMessage: 400, Invalid character in chunk size",
+    ]
+
+
+def test_the_exception_stays_on_the_record_for_code_that_inspects_it(
+    captured: tuple[logging.Logger, io.StringIO, logging.Handler],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger, _, _ = captured
+    logger.propagate = True
+    error = ValueError(f"token {TOKEN}")
+    with caplog.at_level(logging.ERROR, logger=logger.name):
+        logger.error("failed", exc_info=error)
+    assert caplog.records
+    for record in caplog.records:
+        assert record.exc_info is not None and record.exc_info[1] is error
+    assert TOKEN not in caplog.text
