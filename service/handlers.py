@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from .appkeys import METRICS, OPENAPI, PRINCIPAL, SETTINGS, STORE
-from .deadlines import read_body
+from .deadlines import read_body, stream
 from .errors import ApiError
 from .export import exporter
 from .metrics import CONTENT_TYPE, Metrics
@@ -127,14 +127,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[STORE].ping()
-    except StoreUnavailable:
-        raise ApiError(
-            503,
-            "Redis is not answering; the service will recover when it does.",
-            {"Retry-After": str(request.app[SETTINGS].retry_after)},
-        ) from None
+    """Ready when Redis takes a write and runs a script now: a Redis that answers PING
+    but is loading, out of memory, read-only or refusing the service is not ready."""
+    await request.app[STORE].ready()
     return json_response({"status": "ready"})
 
 
@@ -331,8 +326,14 @@ async def search_sessions(request: web.Request) -> web.Response:
     if len(query) > MAX_QUERY_LENGTH:
         raise InvalidInput(f"q must be at most {MAX_QUERY_LENGTH} characters.")
     if not query:
-        return json_response({"sessions": []})
-    hits = await request.app[STORE].search(namespace_of(request), query, limit=limit, now=now_ms())
+        return json_response({"sessions": [], "complete": True, "next_cursor": None})
+    page = await request.app[STORE].search(
+        namespace_of(request),
+        query,
+        limit=limit,
+        now=now_ms(),
+        cursor=request.query.get("cursor"),
+    )
     return json_response(
         {
             "sessions": [
@@ -346,14 +347,17 @@ async def search_sessions(request: web.Request) -> web.Response:
                     "match_role": hit.message.role if hit.message else None,
                     "last_activity": hit.session.updated_at,
                 }
-                for hit in hits
-            ]
+                for hit in page.hits
+            ],
+            "complete": page.next_cursor is None,
+            "next_cursor": page.next_cursor,
         }
     )
 
 
 async def export_session(request: web.Request) -> web.StreamResponse:
-    """The whole session as a download, read and written a page at a time."""
+    """The whole session as a download, read from Redis and sent a bounded step at a
+    time, each step taken by the client within client_timeout."""
     export_format = request.query.get("format", "json")
     if export_format not in EXPORT_FORMATS:
         raise InvalidInput("format must be json or md.")
@@ -362,28 +366,30 @@ async def export_session(request: web.Request) -> web.StreamResponse:
     session_id = path_session_id(request)
     session = await store.get_session(namespace, session_id, now=now_ms())
     writer = exporter(export_format, session)
+
+    async def chunks() -> AsyncGenerator[bytes, None]:
+        yield writer.head()
+        first = 0
+        try:
+            while True:
+                total, page = await store.messages_from(
+                    namespace, session_id, first=first, count=EXPORT_PAGE
+                )
+                if page:
+                    yield writer.messages(page)
+                first += len(page)
+                if not page or first >= total:
+                    break
+        except SessionNotFound:
+            pass  # deleted while exporting: what was written so far stands, closed cleanly
+        yield writer.tail()
+
     response = web.StreamResponse(headers={"Content-Disposition": writer.disposition()})
     response.content_type = writer.content_type
     response.charset = "utf-8"
-    await response.prepare(request)
-    await response.write(writer.head())
-    first = 0
     try:
-        while True:
-            total, page = await store.messages_from(
-                namespace, session_id, first=first, count=EXPORT_PAGE
-            )
-            if page:
-                await response.write(writer.messages(page))
-            first += len(page)
-            if not page or first >= total:
-                break
-    except SessionNotFound:
-        pass  # deleted while exporting: what was written so far stands, closed cleanly
+        return await stream(request, response, chunks())
     except StoreUnavailable:
-        # Headers are gone already: cut the transfer so the client sees it incomplete.
-        response.force_close()
+        # Cut by stream(): the client sees the download incomplete, never a partial file
+        # that looks whole.
         return response
-    await response.write(writer.tail())
-    await response.write_eof()
-    return response

@@ -304,6 +304,23 @@ class SearchHit:
     message: Message | None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: list[SearchHit]
+    # None when every session was looked at; else where the same search goes on.
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCursor:
+    """Go on in the session (``score``, ``member``) after its ``scanned`` newest
+    messages, or after that session when ``scanned`` is 0."""
+
+    score: int
+    member: str
+    scanned: int
+
+
 @dataclass(slots=True)
 class BatchOutcome:
     """One stored (or recognised) item of a batch: less than a full IngestResult."""
@@ -577,6 +594,34 @@ return replies
 """.replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 )
 
+# rank_after(index, cs, cm): the rank, in the index's descending order, of the first
+# session after the one a cursor names (score cs, member cm): just below it while it has
+# not moved, else after everything that sorts before (cs, cm) (a higher score, or the
+# same score and a greater member, as ZREVRANGE orders ties).
+_LUA_RANK_AFTER = """
+-- Byte order, as Redis orders members: Lua's string '>' follows the server's locale.
+local function bytes_after(a, b)
+  local i = 1
+  while true do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return y == nil or (x ~= nil and x > y) end
+    if x == nil then return false end
+    i = i + 1
+  end
+end
+local function rank_after(index, cs, cm)
+  local rank = redis.call('ZREVRANK', index, cm)
+  if rank and tonumber(redis.call('ZSCORE', index, cm)) == tonumber(cs) then
+    return rank + 1
+  end
+  local start = redis.call('ZCOUNT', index, '(' .. cs, '+inf')
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', index, cs, cs)) do
+    if bytes_after(member, cm) then start = start + 1 end
+  end
+  return start
+end
+"""
+
 # The page in Lua, for what SORT cannot serve in one round trip: the inactive filter (its
 # first rank is only known inside Redis) and a cursor whose session has moved since the
 # cursor was made. See SessionStore.list_sessions for the pages that need no script.
@@ -597,6 +642,7 @@ return replies
 # first page costs it 145-148 k): two scalar reads with numbers parsed cost 184-186 k.
 PAGE = (
     _LUA_FIELDS
+    + _LUA_RANK_AFTER
     + """
 if ARGV[1] ~= '' then
   local at = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
@@ -612,28 +658,7 @@ local start
 if offset ~= '' then
   start = lo + tonumber(offset)
 else
-  local cs, cm = ARGV[3], ARGV[2]
-  local rank = redis.call('ZREVRANK', KEYS[1], cm)
-  if rank and tonumber(redis.call('ZSCORE', KEYS[1], cm)) == tonumber(cs) then
-    start = rank + 1
-  else
-    -- The cursor's session moved or went away: count what sorts before (cs, cm).
-    start = redis.call('ZCOUNT', KEYS[1], '(' .. cs, '+inf')
-    local ties = redis.call('ZRANGEBYSCORE', KEYS[1], cs, cs)
-    for _, member in ipairs(ties) do
-      local i, gt = 1, nil
-      while gt == nil do
-        local x, y = string.byte(member, i), string.byte(cm, i)
-        if x == y then
-          if x == nil then gt = false end
-        elseif x == nil then gt = false
-        elseif y == nil then gt = true
-        else gt = x > y end
-        i = i + 1
-      end
-      if gt then start = start + 1 end
-    end
-  end
+  start = rank_after(KEYS[1], ARGV[3], ARGV[2])
   if start < lo then start = lo end
 end
 local stop = math.min(start + limit, hi) - 1
@@ -716,19 +741,37 @@ return 1
 """.replace("OPERATION_TTL_MS", str(OPERATION_TTL_MS))
 )
 
+# Bytes of stored messages one history page or export step reads at most (always one
+# message at least): with messages of up to 64 KiB, a page bounded by count alone could
+# hold Redis for tens of milliseconds and the process for tens of megabytes.
+PAGE_BYTES = 256 * 1024
+
 # KEYS[1] card, KEYS[2] messages list
-# ARGV[1] limit, ARGV[2] before (list position; '' for the newest)
-# Returns {-1} for an unknown session, else {first position, messages…}.
+# ARGV[1] limit, ARGV[2] before (list position; '' for the newest), ARGV[3] most bytes
+# Returns {-1} for an unknown session, else {first position, messages…}: the newest
+# messages before ``before``, at most ``limit`` of them and fewer when more would pass
+# the bytes, oldest first.
 HISTORY = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local limit = tonumber(ARGV[1])
-local before = redis.call('LLEN', KEYS[2])
-if ARGV[2] ~= '' then before = math.min(before, tonumber(ARGV[2])) end
-local first = math.max(before - limit, 0)
-local page = {first}
-if before > first then
-  for _, m in ipairs(redis.call('LRANGE', KEYS[2], first, before - 1)) do page[#page + 1] = m end
+local limit, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[3])
+local first = redis.call('LLEN', KEYS[2])
+if ARGV[2] ~= '' then first = math.min(first, tonumber(ARGV[2])) end
+local newest_first, bytes, full = {}, 0, false
+while not full and first > 0 and #newest_first < limit do
+  local take = math.min(10, limit - #newest_first, first)
+  local slice = redis.call('LRANGE', KEYS[2], first - take, first - 1)
+  for j = #slice, 1, -1 do
+    if #newest_first > 0 and bytes + #slice[j] > max_bytes then
+      full = true
+      break
+    end
+    newest_first[#newest_first + 1] = slice[j]
+    bytes = bytes + #slice[j]
+    first = first - 1
+  end
 end
+local page = {first}
+for k = #newest_first, 1, -1 do page[#page + 1] = newest_first[k] end
 return page
 """
 
@@ -769,104 +812,135 @@ def _lua_fold_table() -> str:
 BATCH_CHUNK = 100
 MULTI = pack([("MULTI",)])
 EXEC = pack([("EXEC",)])
-SEARCH_SESSIONS = 200
-SEARCH_MESSAGES = 2000
-SEARCH_MESSAGES_PER_SESSION = 200
-SEARCH_BYTES = 4 * 1024 * 1024
+# One search step's bounds: each step is one script call, and these keep it to about a
+# millisecond of Redis time whatever the messages hold (64 KiB each at most, and folding
+# non-ASCII text costs several times more per byte than ASCII).
+SEARCH_STEP_SESSIONS = 50
+SEARCH_STEP_MESSAGES = 400
+SEARCH_STEP_BYTES = 64 * 1024
+# A query beyond ASCII folds the case of every two-byte character it reads, in Lua.
+SEARCH_STEP_BYTES_FOLDED = 8 * 1024
+# Steps one request may take before it answers with a next_cursor.
+SEARCH_STEPS = 16
 
 # KEYS[1] index
-# ARGV[1] folded query, ARGV[2] most hits, ARGV[3] most sessions to scan,
-# ARGV[4] most messages to scan, ARGV[5] most messages per session, ARGV[6] messages key prefix,
-# ARGV[7] '1' when the query reads the same inside a JSON string (no quote, backslash or
-# control character), so a stored message that does not hold it can be passed over undecoded,
-# ARGV[8] most bytes of stored messages to read (messages may be 64 KiB each), ARGV[9] card
-# key prefix
+# ARGV[1] folded query, ARGV[2] most hits, ARGV[3] most sessions to scan, ARGV[4] most
+# messages to scan, ARGV[5] most bytes of stored messages to read, ARGV[6] messages key
+# prefix, ARGV[7] card key prefix, ARGV[8] '1' when the query reads the same inside a
+# JSON string (no quote, backslash or control character), so a stored message that does
+# not hold it can be passed over undecoded, ARGV[9] score and ARGV[10] member of the
+# session to go on from ('' both: from the most recent), ARGV[11] how many of that
+# session's newest messages were scanned already (0: go on after that session), ARGV[12]
+# '1' when the query holds characters beyond ASCII
 # Walks sessions from the most recent, each session's messages from the newest, and
-# stops at the first budget reached. Returns {scanned sessions, scanned messages,
+# stops at the first bound reached, in a session if need be. Returns {1 when every
+# session was scanned else 0, score, member and scanned messages of where to go on,
 # then per hit: id, score, card, matching stored message or ''}.
 SEARCH = (
     _LUA_CARD
+    + _LUA_RANK_AFTER
     + _lua_fold_table()
     + """
+-- An ASCII query can only match ASCII letters, whose case string.lower folds: the
+-- table walk over two-byte characters is for queries beyond ASCII.
+local wide = ARGV[12] == '1'
 local function fold(text)
+  if not wide then return string.lower(text) end
   return (string.gsub(string.lower(text), '[\\195-\\211][\\128-\\191]', FOLD))
 end
-local query = ARGV[1]
-local want, max_sessions = tonumber(ARGV[2]), tonumber(ARGV[3])
-local budget, per_session = tonumber(ARGV[4]), tonumber(ARGV[5])
-local byte_budget = tonumber(ARGV[8])
+local query, want = ARGV[1], tonumber(ARGV[2])
+local max_sessions, max_messages, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5])
 local SLICE = 20
-local hits = {0, 0}
-local scanned_sessions, scanned_messages, scanned_bytes, found = 0, 0, 0, 0
-local rank = 0
-while found < want and scanned_sessions < max_sessions and scanned_messages < budget
-      and scanned_bytes < byte_budget do
-  local ranked = redis.call('ZREVRANGE', KEYS[1], rank, rank + 49, 'WITHSCORES')
-  if #ranked == 0 then break end
-  rank = rank + 50
-  for i = 1, #ranked, 2 do
-    if found >= want or scanned_sessions >= max_sessions or scanned_messages >= budget
-       or scanned_bytes >= byte_budget then
-      break
-    end
-    local id = ranked[i]
-    local card = redis.call('GET', ARGV[9] .. id)
-    scanned_sessions = scanned_sessions + 1
-    if card then
-      local match = nil
-      local read_here = 0
-      -- Newest first, a slice at a time, so that large messages cannot overrun the budget.
-      while not match and read_here < per_session and scanned_messages < budget
-            and scanned_bytes < byte_budget do
-        local take = math.min(SLICE, per_session - read_here, budget - scanned_messages)
-        local messages = redis.call('LRANGE', ARGV[6] .. id, -(read_here + take),
-                                    -(read_here + 1))
-        if #messages == 0 then break end
-        read_here = read_here + #messages
-        for j = #messages, 1, -1 do
-          scanned_messages = scanned_messages + 1
-          local stored = messages[j]
-          scanned_bytes = scanned_bytes + #stored
-          if ARGV[7] ~= '1' or string.find(fold(stored), query, 1, true) then
-            local content = cjson.decode(stored)[3]
-            if string.find(fold(content), query, 1, true) then
-              match = stored
-              break
-            end
-          end
-        end
-        if #messages < take then break end
-      end
-      local title_hit = false
-      if not match then
-        local title = cjson.decode(card_parse(card).title)
-        title_hit = string.find(fold(title), query, 1, true) ~= nil
-      end
-      if match or title_hit then
-        found = found + 1
-        hits[#hits + 1] = id
-        hits[#hits + 1] = ranked[i + 1]
-        hits[#hits + 1] = card
-        hits[#hits + 1] = match or ''
-      end
-    end
+local rank, skip = 0, 0
+if ARGV[10] ~= '' then
+  local at = redis.call('ZREVRANK', KEYS[1], ARGV[10])
+  skip = tonumber(ARGV[11])
+  if skip > 0 and at and tonumber(redis.call('ZSCORE', KEYS[1], ARGV[10])) == tonumber(ARGV[9]) then
+    rank = at
+  else
+    skip = 0
+    rank = rank_after(KEYS[1], ARGV[9], ARGV[10])
   end
 end
-hits[1] = scanned_sessions
-hits[2] = scanned_messages
+local sessions, messages, bytes, found = 0, 0, 0, 0
+local function spent()
+  return found >= want or sessions >= max_sessions or messages >= max_messages
+    or bytes >= max_bytes
+end
+local hits = {0, '', '', 0}
+while not spent() do
+  local ranked = redis.call('ZREVRANGE', KEYS[1], rank, rank + 19, 'WITHSCORES')
+  if #ranked == 0 then
+    hits[1] = 1
+    break
+  end
+  for i = 1, #ranked, 2 do
+    if spent() then break end
+    local id, score = ranked[i], ranked[i + 1]
+    local card = redis.call('GET', ARGV[7] .. id)
+    local read_here, done, match = skip, card == false, nil
+    skip = 0
+    sessions = sessions + 1
+    -- Newest first, a slice at a time, so that large messages cannot overrun the bounds.
+    while not done and not match and messages < max_messages and bytes < max_bytes do
+      local take = math.min(SLICE, max_messages - messages)
+      local slice = redis.call('LRANGE', ARGV[6] .. id, -(read_here + take), -(read_here + 1))
+      done = #slice < take
+      for j = #slice, 1, -1 do
+        local stored = slice[j]
+        messages, bytes, read_here = messages + 1, bytes + #stored, read_here + 1
+        if ARGV[8] ~= '1' or string.find(fold(stored), query, 1, true) then
+          if string.find(fold(cjson.decode(stored)[3]), query, 1, true) then
+            match = stored
+            break
+          end
+        end
+        if bytes >= max_bytes then
+          done = done and j == 1
+          break
+        end
+      end
+    end
+    local title_hit = false
+    if card and done and not match then
+      title_hit = string.find(fold(cjson.decode(card_parse(card).title)), query, 1, true) ~= nil
+    end
+    if match or title_hit then
+      found = found + 1
+      hits[#hits + 1] = id
+      hits[#hits + 1] = score
+      hits[#hits + 1] = card
+      hits[#hits + 1] = match or ''
+    end
+    hits[2], hits[3], hits[4] = score, id, (done or match) and 0 or read_here
+    if not (done or match) then break end
+    rank = rank + 1
+  end
+end
 return hits
 """
 )
 
 # KEYS[1] card, KEYS[2] messages list
-# ARGV[1] first position, ARGV[2] count
-# Returns {-1} for an unknown session, else {total messages, messages…}.
+# ARGV[1] first position, ARGV[2] most messages, ARGV[3] most bytes
+# Returns {-1} for an unknown session, else {total messages, messages…}: from the first
+# position on, fewer than asked when more would pass the bytes (one at least).
 MESSAGES_RANGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local first = tonumber(ARGV[1])
+local position, count, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local page = {redis.call('LLEN', KEYS[2])}
-for _, m in ipairs(redis.call('LRANGE', KEYS[2], first, first + tonumber(ARGV[2]) - 1)) do
-  page[#page + 1] = m
+local bytes = 0
+while position < page[1] and #page <= count do
+  local take = math.min(10, count - #page + 1)
+  local slice = redis.call('LRANGE', KEYS[2], position, position + take - 1)
+  if #slice == 0 then break end
+  for _, m in ipairs(slice) do
+    if #page > 1 and bytes + #m > max_bytes then return page end
+    page[#page + 1] = m
+    bytes = bytes + #m
+    position = position + 1
+  end
 end
 return page
 """
@@ -979,21 +1053,55 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def decode_cursor(text: str) -> Cursor:
+# Scores are epoch milliseconds and ranks list positions: a cursor holding a number
+# beyond these was forged, and Redis would refuse it as out of range.
+MAX_CURSOR_NUMBER = 2**53
+MAX_CURSOR_MEMBER = 1024
+
+
+def _cursor_fields(text: str) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        score, member, *rest = orjson.loads(raw)
+        fields = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise InvalidCursor(text) from None
-    rank = rest[0] if len(rest) == 1 else None
-    if (
-        not _is_int(score)
-        or not isinstance(member, str)
-        or len(rest) > 1
-        or not (rank is None or (_is_int(rank) and rank > 0))
-    ):
+    if not isinstance(fields, list):
+        raise InvalidCursor(text)
+    return fields
+
+
+def _in_range(value: Any, low: int) -> bool:
+    return _is_int(value) and low <= value < MAX_CURSOR_NUMBER
+
+
+def _member(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_CURSOR_MEMBER
+
+
+def decode_cursor(text: str) -> Cursor:
+    fields = _cursor_fields(text)
+    if len(fields) not in (2, 3):
+        raise InvalidCursor(text)
+    score, member, *rest = fields
+    rank = rest[0] if rest else None
+    if not _in_range(score, 0) or not _member(member) or not (rank is None or _in_range(rank, 1)):
         raise InvalidCursor(text)
     return Cursor(score, member, rank)
+
+
+def encode_search_cursor(cursor: SearchCursor) -> str:
+    raw = orjson.dumps(["search", cursor.score, cursor.member, cursor.scanned])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode_search_cursor(text: str) -> SearchCursor:
+    fields = _cursor_fields(text)
+    if len(fields) != 4 or fields[0] != "search":
+        raise InvalidCursor(text)
+    _, score, member, scanned = fields
+    if not _in_range(score, 0) or not _member(member) or not _in_range(scanned, 0):
+        raise InvalidCursor(text)
+    return SearchCursor(score, member, scanned)
 
 
 def _reads_same_in_json(text: str) -> bool:
@@ -1055,7 +1163,9 @@ class SessionStore:
                 await self._redis.initialize()
                 self._initialized = True
 
-    async def _call(self, operation: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+    async def _call(
+        self, operation: Callable[[], Awaitable[T]], *, write: bool = False, shared: bool = True
+    ) -> T:
         """Run one Redis round trip, turning outages and refusals into
         :class:`StoreUnavailable`.
 
@@ -1067,7 +1177,7 @@ class SessionStore:
         sent = False
         for attempt in (1, 2):
             try:
-                return await self._round_trip(operation)
+                return await self._round_trip(operation, shared)
             except ConnectFailed as error:
                 failure: Exception = error
             except (redis_errors.ConnectionError, ConnectionError) as error:
@@ -1093,10 +1203,10 @@ class SessionStore:
                 raise kind(f"Redis is unreachable ({failure})") from failure
         raise AssertionError("unreachable")
 
-    async def _round_trip(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _round_trip(self, operation: Callable[[], Awaitable[T]], shared: bool) -> T:
         """``operation`` under its deadline: the shared link keeps its own (one watchdog
-        per connection); other clients get one ``asyncio.timeout`` per round trip."""
-        if self._link is not None:
+        per connection); other connections get one ``asyncio.timeout`` per round trip."""
+        if self._link is not None and shared:
             return await operation()
         async with asyncio.timeout(self._timeout):
             if not self._initialized:
@@ -1104,23 +1214,31 @@ class SessionStore:
             return await operation()
 
     def _script(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        shared: bool = True,
     ) -> Awaitable[Any]:
         """EVALSHA straight through the client, loading the script once if Redis lacks it.
 
         redis-py's Script wrapper does the same behind two more layers of calls, which
         show up in a profile of a list request.
         """
-        return self._script_command(script, ("EVALSHA", script.sha, len(keys), *keys, *args))
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._script_command(script, command, shared=shared)
 
-    async def _script_command(self, script: AsyncScript, command: Command) -> Any:
+    async def _script_command(
+        self, script: AsyncScript, command: Command, *, shared: bool = True
+    ) -> Any:
         """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
         # Not through _loading: every layer of coroutine is paid again per request.
         try:
-            return (await self._exchange([command]))[0]
+            return (await self._exchange([command], shared=shared))[0]
         except redis_errors.NoScriptError:
             await self._load(script)
-            return (await self._exchange([command]))[0]
+            return (await self._exchange([command], shared=shared))[0]
 
     async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
         """``send()``, and once more after loading ``script`` if Redis did not have it."""
@@ -1137,18 +1255,20 @@ class SessionStore:
         else:
             await self._exchange([("SCRIPT", "LOAD", script.script)])
 
-    async def _exchange(self, commands: Sequence[Command]) -> list[Any]:
+    async def _exchange(self, commands: Sequence[Command], *, shared: bool = True) -> list[Any]:
         """Send ``commands`` in one write and read their replies: one round trip.
 
         This is the request path's way to Redis: through the worker's shared link
         (:mod:`service.redis_link`) when the client is a plain TCP or Unix socket one,
         else through a pooled redis-py connection without its per-command layers
         (retry wrapper, telemetry hooks, a task per write under a socket timeout).
+        Expensive steps (``shared=False``) take a pooled connection too, so that the
+        pages and writes pipelined on the link never wait behind them.
         The deadline is the link's watchdog, or one ``asyncio.timeout`` around the
         whole round trip (:meth:`_call`, which also tries a lost connection once more).
         The cluster client sends one command.
         """
-        link = self._link
+        link = self._link if shared else None
         if link is not None:
             replies = await link.exchange(pack(commands), len(commands))
             _raise_first_error(replies)
@@ -1452,47 +1572,66 @@ class SessionStore:
             answers: list[Any] = await pipe.execute(raise_on_error=False)
         return answers
 
-    async def search(self, namespace: str, query: str, *, limit: int, now: int) -> list[SearchHit]:
+    async def search(
+        self, namespace: str, query: str, *, limit: int, now: int, cursor: str | None = None
+    ) -> SearchPage:
+        """Sessions whose title or messages hold ``query``, most recent first, found in
+        bounded steps (one script call each, on a connection of its own so that cheap
+        requests never queue behind one); ``next_cursor`` goes on where a page stopped."""
         keys = keys_of(namespace)
-        reply = await self._call(
-            lambda: self._script(
-                self._search,
-                [keys.index],
-                [
-                    fold_case(query),
-                    limit,
-                    SEARCH_SESSIONS,
-                    SEARCH_MESSAGES,
-                    SEARCH_MESSAGES_PER_SESSION,
-                    keys.messages_prefix,
-                    "1" if _reads_same_in_json(query) else "0",
-                    SEARCH_BYTES,
-                    keys.card_prefix,
-                ],
+        at = decode_search_cursor(cursor) if cursor is not None else None
+        head = [
+            fold_case(query),
+            0,
+            SEARCH_STEP_SESSIONS,
+            SEARCH_STEP_MESSAGES,
+            SEARCH_STEP_BYTES if query.isascii() else SEARCH_STEP_BYTES_FOLDED,
+            keys.messages_prefix,
+            keys.card_prefix,
+            "1" if _reads_same_in_json(query) else "0",
+        ]
+        wide = "0" if query.isascii() else "1"
+        hits: list[SearchHit] = []
+        for _ in range(SEARCH_STEPS):
+            head[1] = limit - len(hits)
+            where = ["", "", 0] if at is None else [at.score, at.member, at.scanned]
+            args = [*head, *where, wide]
+            reply = await self._call(
+                functools.partial(self._script, self._search, [keys.index], args, shared=False),
+                shared=False,
             )
-        )
-        hits = []
-        for position in range(2, len(reply), 4):
-            hit_id, score, card, stored = reply[position : position + 4]
-            hits.append(
-                SearchHit(
-                    session=self._session(_text(hit_id), card, score, None, now),
-                    message=self._message(stored) if stored else None,
+            complete, score, member, scanned = reply[:4]
+            for position in range(4, len(reply), 4):
+                hit_id, hit_score, card, stored = reply[position : position + 4]
+                hits.append(
+                    SearchHit(
+                        session=self._session(_text(hit_id), card, hit_score, None, now),
+                        message=self._message(stored) if stored else None,
+                    )
                 )
-            )
-        return hits
+            if complete:
+                return SearchPage(hits, None)
+            if member:
+                at = SearchCursor(int(score), _text(member), int(scanned))
+            if len(hits) >= limit:
+                break
+        assert at is not None
+        return SearchPage(hits, encode_search_cursor(at))
 
     async def messages_from(
         self, namespace: str, session_id: str, *, first: int, count: int
     ) -> tuple[int, list[Message]]:
-        """Messages ``first`` to ``first + count - 1`` in arrival order, and the total."""
+        """Messages from ``first`` on in arrival order, ``count`` at most and fewer when
+        their bytes would pass PAGE_BYTES, and the session's total."""
         keys = keys_of(namespace)
         reply = await self._call(
             lambda: self._script(
                 self._messages_range,
                 [keys.card(session_id), keys.messages(session_id)],
-                [first, count],
-            )
+                [first, count, PAGE_BYTES],
+                shared=False,
+            ),
+            shared=False,
         )
         total = int(reply[0])
         if total < 0:
@@ -1578,8 +1717,10 @@ class SessionStore:
             lambda: self._script(
                 self._history,
                 [keys.card(session_id), keys.messages(session_id)],
-                [limit, before_position],
-            )
+                [limit, before_position, PAGE_BYTES],
+                shared=False,
+            ),
+            shared=False,
         )
         first = int(reply[0])
         if first < 0:
@@ -1798,9 +1939,9 @@ def decode_position(cursor: str) -> int:
         tag, position = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise InvalidCursor(cursor) from None
-    if tag != "m" or not isinstance(position, int) or isinstance(position, bool) or position < 0:
+    if tag != "m" or not _in_range(position, 0):
         raise InvalidCursor(cursor)
-    return position
+    return int(position)
 
 
 # The first release kept every card of a namespace in one hash, as JSON without braces

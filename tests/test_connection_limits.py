@@ -367,10 +367,6 @@ async def ingest_large_session(port: int, token: str) -> None:
 
 
 @pytest.mark.real
-@pytest.mark.xfail(
-    strict=True,
-    reason="history and export do not stream through service.deadlines yet (issue 19 item 5)",
-)
 @pytest.mark.parametrize("redis_client", ["real"], indirect=True)
 @pytest.mark.parametrize("path", ["/api/sessions/large/export", "/api/sessions/large/messages"])
 async def test_a_large_answer_to_a_client_that_does_not_read_is_dropped(

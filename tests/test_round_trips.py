@@ -58,7 +58,7 @@ async def round_trips(api: Api, method: str, path: str, **kwargs: Any) -> int:
     CountingConnection.sent.clear()
     status, body = await api.call(method, path, **kwargs)
     assert status < 300, body
-    # A write is one script; a page is one script or one MULTI/EXEC around a SORT_RO.
+    # A write is one script; a page is one script or one MULTI/EXEC around a SORT.
     assert all(
         b"EVALSHA" in chunks[0] or b"MULTI" in chunks[0] for chunks in CountingConnection.sent
     ), CountingConnection.sent

@@ -9,16 +9,45 @@ from urllib.parse import unquote
 import orjson
 import pytest
 
-from service.store import SEARCH_BYTES, SEARCH_MESSAGES_PER_SESSION, SEARCH_SESSIONS, fold_case
+from service.store import (
+    PAGE_BYTES,
+    SEARCH_STEP_BYTES,
+    SEARCH_STEP_MESSAGES,
+    SEARCH_STEP_SESSIONS,
+    SEARCH_STEPS,
+    fold_case,
+)
 
 from conftest import Api, quote
 
 
-async def search(api: Api, query: str) -> list[dict[str, Any]]:
+async def search_page(api: Api, query: str) -> dict[str, Any]:
     status, body = await api.call("GET", f"/api/sessions/search?{query}")
     assert status == 200, body
-    result: list[dict[str, Any]] = body["sessions"]
+    assert body["complete"] is (body["next_cursor"] is None), body
+    page: dict[str, Any] = body
+    return page
+
+
+async def search(api: Api, query: str) -> list[dict[str, Any]]:
+    """The hits of one request that looked at everything."""
+    page = await search_page(api, query)
+    assert page["complete"], page
+    result: list[dict[str, Any]] = page["sessions"]
     return result
+
+
+async def search_all(api: Api, query: str) -> tuple[list[str], int]:
+    """The ids of every hit, following next_cursor to the end, and the requests it took."""
+    ids: list[str] = []
+    page = await search_page(api, query)
+    requests = 1
+    while True:
+        ids += [hit["id"] for hit in page["sessions"]]
+        if page["complete"]:
+            return ids, requests
+        page = await search_page(api, f"{query}&cursor={page['next_cursor']}")
+        requests += 1
 
 
 async def test_hits_in_content_and_title_most_recent_first(api: Api) -> None:
@@ -41,7 +70,11 @@ async def test_hits_in_content_and_title_most_recent_first(api: Api) -> None:
     }
     assert (hits[1]["match"], hits[1]["match_role"]) == ("All about PRIMES", None)
     assert hits[2]["match_role"] == "user"
-    assert [h["id"] for h in await search(api, "q=prime&limit=1")] == ["new"]
+    # Stopped at the limit, the answer has not looked at everything: its cursor goes on.
+    first = await search_page(api, "q=prime&limit=1")
+    assert ([h["id"] for h in first["sessions"]], first["complete"]) == (["new"], False)
+    rest = await search_page(api, f"q=prime&limit=5&cursor={first['next_cursor']}")
+    assert [h["id"] for h in rest["sessions"]] == ["titled", "old"] and rest["complete"]
 
 
 async def test_case_folding_beyond_ascii(api: Api) -> None:
@@ -74,28 +107,49 @@ async def test_empty_and_bad_queries(api: Api) -> None:
     assert status == 422 and "at most 200" in body["detail"]
 
 
-async def test_search_work_is_bounded(api: Api) -> None:
-    # The only hit lies past the session budget: it is not found, by design.
+async def test_search_stops_at_its_bounds_and_goes_on_from_its_cursor(api: Api) -> None:
+    # The only hit lies past what one request may scan: the first answer says it did not
+    # look at everything, and its cursor leads to the hit, with no session twice.
     await api.ingest("target", content="findme", timestamp="2024-01-01T00:00:00Z")
-    batch = [
-        {"session_id": f"filler{n}", "channel": "web", "role": "user", "content": "noise"}
-        for n in range(SEARCH_SESSIONS)
-    ]
-    status, _ = await api.call("POST", "/api/messages", json={"messages": batch})
-    assert status == 200
-    assert await search(api, "q=findme") == []
-    # Inside one session, only the newest messages within the per-session budget are read.
+    fillers = SEARCH_STEPS * SEARCH_STEP_SESSIONS + 5
+    for start in range(0, fillers, 1000):
+        batch = [
+            {"session_id": f"filler{n}", "channel": "web", "role": "user", "content": "noise"}
+            for n in range(start, min(start + 1000, fillers))
+        ]
+        status, _ = await api.call("POST", "/api/messages", json={"messages": batch})
+        assert status == 200
+    first = await search_page(api, "q=findme")
+    assert (first["sessions"], first["complete"]) == ([], False)
+    assert await search_all(api, "q=findme") == (["target"], 2)
+    # Every filler matches "noise": paging through them all finds each exactly once.
+    ids, _ = await search_all(api, "q=noise&limit=100")
+    assert sorted(ids) == sorted(f"filler{n}" for n in range(fillers))
+
+
+async def test_search_reads_every_message_of_a_long_session_in_steps(api: Api) -> None:
     await api.ingest(
         "deep", id="first", role="assistant", content="buried", timestamp="2025-01-01T00:00:00Z"
     )
-    batch = [
-        {"session_id": "deep", "role": "user", "content": "noise", "id": f"n{n}"}
-        for n in range(SEARCH_MESSAGES_PER_SESSION)
-    ]
-    await api.call("POST", "/api/messages", json={"messages": batch})
-    assert await search(api, "q=buried") == []
-    await api.ingest("deep", id="last", content="buried again")
-    assert [h["id"] for h in await search(api, "q=buried")] == ["deep"]
+    noise = SEARCH_STEPS * SEARCH_STEP_MESSAGES + 10
+    for start in range(0, noise, 1000):
+        batch = [
+            {"session_id": "deep", "role": "user", "content": "noise", "id": f"n{n}"}
+            for n in range(start, min(start + 1000, noise))
+        ]
+        await api.call("POST", "/api/messages", json={"messages": batch})
+    assert (await search_page(api, "q=buried"))["complete"] is False
+    ids, requests = await search_all(api, "q=buried")
+    assert (ids, requests) == (["deep"], 2)
+    hits = (await search_page(api, "q=noise"))["sessions"]
+    assert [h["id"] for h in hits] == ["deep"]
+
+
+async def test_a_forged_search_cursor_is_refused(api: Api) -> None:
+    await api.ingest("s1", content="anything")
+    for cursor in ("not-base64!", "WzFd", "WyJzZWFyY2giLDAsIngiLDE4NDQ2NzQ0MDczNzA5NTUxNjE1XQ"):
+        status, body = await api.call("GET", f"/api/sessions/search?q=a&cursor={cursor}")
+        assert status == 400 and "cursor" in body["detail"], (cursor, body)
 
 
 async def test_export_json_has_every_message(api: Api) -> None:
@@ -196,23 +250,74 @@ async def test_export_errors(api: Api, path: str, status: int) -> None:
     assert got == status and body["detail"]
 
 
-async def test_search_reads_a_bounded_number_of_bytes(api: Api) -> None:
+async def test_search_reads_a_bounded_number_of_bytes_per_request(api: Api) -> None:
     await api.ingest("target", content="needle", timestamp="2024-01-01T00:00:00Z")
     big = "x" * 60_000
+    # A step stops at the first message that reaches its bytes.
+    sessions = SEARCH_STEPS * (SEARCH_STEP_BYTES // 60_000 + 1) + 2
     messages = [
         {"session_id": f"big{n}", "channel": "web", "role": "assistant", "content": big}
-        for n in range(SEARCH_BYTES // 60_000 + 2)
+        for n in range(sessions)
     ]
     for start in range(0, len(messages), 15):
         status, _ = await api.call(
             "POST", "/api/messages", json={"messages": messages[start : start + 15]}
         )
         assert status == 200
-    # Fewer sessions than the session budget, fewer messages than the message budget,
-    # but more bytes than the byte budget lie before the match: it is not found.
-    assert len(messages) < SEARCH_SESSIONS
-    assert await search(api, "q=needle") == []
-    await api.call("DELETE", "/api/sessions/big0")
-    await api.call("DELETE", "/api/sessions/big1")
-    await api.call("DELETE", "/api/sessions/big2")
-    assert [h["id"] for h in await search(api, "q=needle")] == ["target"]
+    # Fewer sessions and messages than the bounds, but more bytes lie before the match:
+    # one request does not reach it, and its cursor does.
+    assert sessions < SEARCH_STEP_SESSIONS
+    first = await search_page(api, "q=needle")
+    assert (first["sessions"], first["complete"]) == ([], False)
+    ids, _ = await search_all(api, "q=needle")
+    assert ids == ["target"]
+
+
+async def test_history_pages_are_bounded_in_bytes_and_page_on_exactly(api: Api) -> None:
+    big = "y" * 60_000
+    batch = [
+        {
+            "session_id": "big",
+            "channel": "web",
+            "role": "user",
+            "content": f"{n}{big}",
+            "id": f"m{n}",
+        }
+        for n in range(12)
+    ]
+    status, _ = await api.call("POST", "/api/messages", json={"messages": batch})
+    assert status == 200
+    pages: list[list[str]] = []
+    path = "/api/sessions/big/messages?limit=50"
+    while True:
+        status, body = await api.call("GET", path)
+        assert status == 200, body
+        ids = [m["id"] for m in body["messages"]]
+        assert 0 < len(ids) <= PAGE_BYTES // 60_000
+        pages.append(ids)
+        if body["next_cursor"] is None:
+            break
+        path = f"/api/sessions/big/messages?limit=50&before={body['next_cursor']}"
+    # Newest page first, each page in order, every message exactly once.
+    assert [i for page in reversed(pages) for i in page] == [f"m{n}" for n in range(12)]
+
+
+async def test_export_of_large_messages_has_every_message_in_order(api: Api) -> None:
+    big = "z" * 60_000
+    batch = [
+        {
+            "session_id": "big",
+            "channel": "web",
+            "role": "user",
+            "content": f"{n}{big}",
+            "id": f"m{n}",
+        }
+        for n in range(12)
+    ]
+    await api.call("POST", "/api/messages", json={"messages": batch})
+    async with api.client.get(
+        "/api/sessions/big/export?format=json", headers=api.tokens.header("reader")
+    ) as response:
+        assert response.status == 200
+        exported = orjson.loads(await response.read())
+    assert [m["id"] for m in exported["messages"]] == [f"m{n}" for n in range(12)]
