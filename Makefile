@@ -19,8 +19,10 @@ $(SERVE_STAMP): pyproject.toml | $(BIN)/python
 	touch $(SERVE_STAMP)
 
 # The development extras hold everything serving needs, so this install satisfies both.
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
+# The bot SDK (client/, its own distribution) is for the tests and mypy, not for serving.
+$(DEV_STAMP): pyproject.toml client/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e ./client
 	touch $(SERVE_STAMP) $(DEV_STAMP)
 
 serve: $(SERVE_STAMP)

@@ -1,6 +1,6 @@
 """A Discord bot (discord.py) that mirrors every message and every reply into chatsessions.
 
-    pip install 'chatsessions[bots]'
+    pip install './client[discord]'    # from a checkout: the SDK and discord.py
     DISCORD_BOT_TOKEN=… CHATSESSIONS_URL=http://localhost:8000 \\
     CHATSESSIONS_TOKEN=cs_… python examples/discord_bot.py
 
@@ -14,9 +14,8 @@ import os
 
 import discord
 
-from service.adapters import Mirrored
-from service.adapters.discord import adapt_discord_py
-from service.client import ChatSessionsClient
+from chatsessions_client import ChatSessionsClient, Mirrored
+from chatsessions_client.adapters.discord import adapt_discord_py
 
 log = logging.getLogger("discord_bot")
 

@@ -1,6 +1,6 @@
 """A Telegram bot (aiogram 3) that mirrors every message and every reply into chatsessions.
 
-    pip install 'chatsessions[bots]'
+    pip install './client[telegram]'    # from a checkout: the SDK and aiogram
     TELEGRAM_BOT_TOKEN=123:abc CHATSESSIONS_URL=http://localhost:8000 \\
     CHATSESSIONS_TOKEN=cs_… python examples/telegram_bot.py
 
@@ -16,9 +16,8 @@ import os
 from aiogram import Bot, Dispatcher
 from aiogram.types import Message
 
-from service.adapters import Mirrored
-from service.adapters.telegram import adapt_message
-from service.client import ChatSessionsClient
+from chatsessions_client import ChatSessionsClient, Mirrored
+from chatsessions_client.adapters.telegram import adapt_message
 
 log = logging.getLogger("telegram_bot")
 

@@ -10,12 +10,11 @@ import pytest
 from aiogram.types import Update
 from aiohttp.test_utils import TestServer
 
-from service.adapters import Mirrored, Skipped
-from service.adapters import discord as discord_adapter
-from service.adapters import slack as slack_adapter
-from service.adapters import telegram as telegram_adapter
+from chatsessions_client import ChatSessionsClient, Mirrored, Skipped
+from chatsessions_client.adapters import discord as discord_adapter
+from chatsessions_client.adapters import slack as slack_adapter
+from chatsessions_client.adapters import telegram as telegram_adapter
 from service.app import create_app
-from service.client import ChatSessionsClient
 from service.settings import Settings
 
 from conftest import Tokens

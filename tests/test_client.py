@@ -11,8 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from service.app import create_app
-from service.client import (
+from chatsessions_client import (
     BadRequest,
     ChatSessionsClient,
     Conflict,
@@ -20,6 +19,7 @@ from service.client import (
     Unauthorized,
     Unavailable,
 )
+from service.app import create_app
 from service.settings import Settings
 
 from conftest import Tokens

@@ -12,7 +12,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Mirrored:
-    """What to store: ``message`` is a body for POST /api/sessions/{session_id}/messages."""
+    """One message of ``session_id``, as POST /api/sessions/{session_id}/messages takes it."""
 
     session_id: str
     channel: str
