@@ -106,6 +106,9 @@ def error_answer(request: web.Request, error: Exception) -> web.Response:
             )
         case web.HTTPException() if error.status >= 400:
             return _http_error(request, error)
+        case ConnectionResetError():
+            # The client left: nobody reads this answer, and it is no failure of ours.
+            return error_response(400, "The client closed the connection.")
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return error_response(500, "Internal server error; it has been logged.")
 

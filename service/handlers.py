@@ -249,16 +249,30 @@ async def add_message(request: web.Request) -> web.Response:
     return ingest_response(result)
 
 
-async def history(request: web.Request) -> web.Response:
+async def history(request: web.Request) -> web.StreamResponse:
     page = await request.app[STORE].history(
         namespace_of(request),
         path_session_id(request),
         limit=int_param(request, "limit", 50, 1, MAX_HISTORY_LIMIT),
         before=request.query.get("before"),
     )
-    return json_response(
+    body = orjson.dumps(
         {"messages": [m.as_dict() for m in page.messages], "next_cursor": page.next_cursor}
     )
+    return await streamed_json(request, body)
+
+
+async def streamed_json(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A JSON answer of up to a page's bytes, sent in pieces each taken within
+    client_timeout: a client that does not read is dropped, not kept."""
+
+    async def whole() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    response = web.StreamResponse()
+    response.content_type = "application/json"
+    response.content_length = len(body)
+    return await stream(request, response, whole())
 
 
 async def add_messages(request: web.Request) -> web.Response:

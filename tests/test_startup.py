@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -193,9 +192,6 @@ def test_serve_refuses_an_old_redis_in_one_line_with_code_2(tmp_path: Path) -> N
     assert "cs_" not in result.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-cli") is None, reason="redis-cli builds the cluster (redis-tools)"
-)
 async def test_every_master_of_a_cluster_is_asked(tmp_path: Path) -> None:
     cluster = ClusterProcess(tmp_path / "cluster", masters=3).start()
     try:
