@@ -12,18 +12,33 @@ from typing import Any
 import orjson
 
 ERRORS = {
-    "400": "The body is not JSON, or a cursor does not decode.",
+    "400": "The body is not JSON, could not be decoded or did not all arrive, or a cursor "
+    "does not decode or was forged.",
     "401": "No token, not Bearer, or a wrong token.",
     "403": "The token lacks the scope this route needs.",
     "404": "Unknown session (in the token's namespace).",
+    "408": "The body did not arrive whole within client_timeout; the connection is closed.",
     "409": "A session with this id exists.",
     "413": "The body is over the limit.",
     "415": "The body is not sent as application/json.",
     "422": "A value is missing or out of range.",
     "429": "Over the token's rate limit.",
-    "503": "Redis is unreachable or failing over.",
+    "503": "Redis cannot do this now: unreachable, too slow, or refusing (loading its data, "
+    "out of memory, refusing the service's credentials, read-only or failing over, busy "
+    "with a long script, ...). The detail names the cause; retry after Retry-After.",
 }
+# Search, history, export and batch ingest are admitted per namespace (service/admission.py).
+ADMISSION = (
+    " Or this namespace already has expensive_concurrency searches, histories, exports "
+    "and batches running in this worker and as many waiting for a slot."
+)
+# A write whose reply from Redis was lost (service.store.OutcomeUnknown).
+OUTCOME_UNKNOWN = (
+    " For a write, the detail may instead say that the outcome is unknown: the write may "
+    "or may not have been applied, and repeating the request with the same ids is safe."
+)
 WITH_RETRY = {"429", "503"}
+WRITE_SCOPES = {"sessions:write", "sessions:delete"}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -34,12 +49,27 @@ def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def errors(*codes: str) -> dict[str, Any]:
+def retry_after() -> dict[str, Any]:
+    return {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        }
+    }
+
+
+def errors(*codes: str, admitted: bool = False, write: bool = False) -> dict[str, Any]:
     found = {}
     for code in ("401", "429", "503", *codes):
-        response: dict[str, Any] = {"description": ERRORS[code], **json_body(ref("Error"))}
+        description = ERRORS[code]
+        if code == "429" and admitted:
+            description += ADMISSION
+        if code == "503" and write:
+            description += OUTCOME_UNKNOWN
+        response: dict[str, Any] = {"description": description, **json_body(ref("Error"))}
         if code in WITH_RETRY:
-            response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+            response["headers"] = retry_after()
         if code == "401":
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         found[code] = response
@@ -54,10 +84,26 @@ def operation(
     *,
     parameters: list[dict[str, Any]] | None = None,
     body: dict[str, Any] | None = None,
+    admitted: bool = False,
+    description: str | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"summary": summary, "responses": {**ok, **errors(*error_codes)}}
-    if scope:
-        spec["description"] = f"Needs the `{scope}` scope."
+    """One operation; a route with a body also answers 408 (its body is read under
+    client_timeout), and an ``admitted`` one 429 for its namespace's admission."""
+    codes = (*error_codes, "408") if body is not None else error_codes
+    failures = errors(*codes, admitted=admitted, write=scope in WRITE_SCOPES)
+    spec: dict[str, Any] = {"summary": summary, "responses": {**ok, **failures}}
+    notes = [f"Needs the `{scope}` scope."] if scope else []
+    if admitted:
+        notes.append(
+            "Admitted per namespace: at most `expensive_concurrency` (default 4) of a "
+            "namespace's searches, histories, exports and batches run at once in a worker, "
+            "as many more wait for a slot (at most `redis_timeout`), and beyond that the "
+            "answer is 429 with Retry-After."
+        )
+    if description:
+        notes.append(description)
+    if notes:
+        spec["description"] = " ".join(notes)
     if parameters:
         spec["parameters"] = parameters
     if body is not None:
@@ -233,13 +279,21 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["messages", "next_cursor"],
         "properties": {
-            "messages": {"type": "array", "items": ref("Message")},
-            "next_cursor": {"type": ["string", "null"]},
+            "messages": {
+                "type": "array",
+                "items": ref("Message"),
+                "description": "At most limit messages and at most 256 KiB of them (one "
+                "at least), oldest first: fewer than limit when the bytes would pass.",
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "before= for the page before this one; null on the oldest.",
+            },
         },
     },
     "SearchResults": {
         "type": "object",
-        "required": ["sessions"],
+        "required": ["sessions", "complete", "next_cursor"],
         "properties": {
             "sessions": {
                 "type": "array",
@@ -255,7 +309,17 @@ SCHEMAS: dict[str, Any] = {
                         "last_activity": TIME,
                     },
                 },
-            }
+            },
+            "complete": {
+                "type": "boolean",
+                "description": "true when every session was looked at; false when the "
+                "search stopped at limit hits or at the bound of its work.",
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "null when complete; else cursor= for the same search to "
+                "go on where this one stopped.",
+            },
         },
     },
     "Export": {
@@ -313,8 +377,12 @@ PATHS: dict[str, Any] = {
         "get": operation(
             "Search titles and message content, most recent sessions first.",
             "sessions:read",
-            ok("200", "Matching sessions.", ref("SearchResults")),
-            ("422",),
+            ok(
+                "200",
+                "Matching sessions, and whether every session was looked at.",
+                ref("SearchResults"),
+            ),
+            ("400", "422"),
             parameters=[
                 query("q", {"type": "string", "maxLength": 200}, "Text to find (any case)."),
                 query(
@@ -322,7 +390,18 @@ PATHS: dict[str, Any] = {
                     {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                     "Most hits.",
                 ),
+                query(
+                    "cursor",
+                    STRING,
+                    "next_cursor of the previous answer to the same search: go on where it "
+                    "stopped.",
+                ),
             ],
+            admitted=True,
+            description="A search goes in bounded steps (50 sessions, 400 messages or "
+            "64 KiB of stored messages each, 8 KiB for a query beyond ASCII), at most 16 "
+            "a request; an answer that stopped before looking at every session says "
+            "complete: false and gives a next_cursor.",
         ),
     },
     "/api/messages": {
@@ -332,6 +411,7 @@ PATHS: dict[str, Any] = {
             ok("200", "One result per item, in order.", ref("BatchResults")),
             ("400", "413", "415", "422"),
             body=ref("Batch"),
+            admitted=True,
         ),
     },
     "/api/sessions/{session_id}": {
@@ -391,9 +471,10 @@ PATHS: dict[str, Any] = {
             ok("200", "A page of messages.", ref("History")),
             ("400", "404", "422"),
             parameters=[
-                query("limit", LIMIT, "Messages per page."),
+                query("limit", LIMIT, "Most messages per page (a page holds 256 KiB at most)."),
                 query("before", STRING, "next_cursor of the previous page."),
             ],
+            admitted=True,
         ),
     },
     "/api/sessions/{session_id}/export": {
@@ -403,7 +484,9 @@ PATHS: dict[str, Any] = {
             "sessions:read",
             {
                 "200": {
-                    "description": "The export (Content-Disposition: attachment).",
+                    "description": "The export (Content-Disposition: attachment), streamed "
+                    "in bounded steps; when Redis fails after it began, the download is cut "
+                    "short (its chunked body never ends), never closed as if whole.",
                     "headers": {"Content-Disposition": {"schema": STRING}},
                     "content": {
                         "application/json": {"schema": ref("Export")},
@@ -419,6 +502,7 @@ PATHS: dict[str, Any] = {
                     "json or md.",
                 )
             ],
+            admitted=True,
         ),
     },
     "/api/openapi.json": {
@@ -433,13 +517,16 @@ PATHS: dict[str, Any] = {
     },
     "/readyz": {
         "get": {
-            "summary": "Redis answers.",
+            "summary": "Redis takes a write now.",
+            "description": "Runs a tiny script that writes (the key cs:readiness-probe, "
+            "which expires after 10 s): ready only when Redis answers in time and can "
+            "write now.",
             "security": [],
             "responses": {
                 **ok("200", "Ready.", ref("Status")),
                 "503": {
-                    "description": ERRORS["503"],
-                    "headers": {"Retry-After": {"schema": STRING}},
+                    "description": "Not ready: " + ERRORS["503"],
+                    "headers": retry_after(),
                     **json_body(ref("Error")),
                 },
             },
