@@ -28,7 +28,8 @@ import redis
 import redis.asyncio
 
 from service.models import MessageIn, format_time
-from service.store import TITLE_AUTO, Keys, SessionStore, render_card
+from service.store import Keys, SessionStore
+from service.store.record import TITLE_AUTO, render_card
 
 from .load import (
     CONTENT,

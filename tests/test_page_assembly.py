@@ -12,17 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.models import format_time
-from service.store import (
+from service.store import IngestResult, Message, decode_cursor
+from service.store.record import (
     TITLE_AUTO,
     TITLE_DEFAULT,
     TITLE_USER,
-    IngestResult,
-    Message,
     _page_of,
     card_item,
     card_message_count,
     card_score,
-    decode_cursor,
     render_card,
     session_json,
     session_of,

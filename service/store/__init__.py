@@ -1,0 +1,83 @@
+"""The Redis store: the only package that knows key names and Lua scripts.
+
+Handlers and the CLI see one API, :class:`SessionStore`, and the domain errors and
+types it answers with. Inside, one module per concern: :mod:`.keys` (key names),
+:mod:`.record` (the session record and its JSON), :mod:`.cursor`, :mod:`.errors`,
+:mod:`.types`, :mod:`.limits`, :mod:`.fold`, ``scripts/`` (the Lua scripts and
+their loader), :mod:`.transport` (the one way to Redis), :mod:`.sessions` (the
+store API), :mod:`.check` and :mod:`.migrate`.
+"""
+
+from .check import CheckReport, InvariantChecker
+from .cursor import Cursor, SearchCursor, decode_cursor, encode_cursor
+from .errors import (
+    ChannelRequired,
+    InvalidCursor,
+    OutcomeUnknown,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from .fold import fold_case
+from .keys import Keys, keys_of
+from .limits import (
+    BATCH_CHUNK,
+    PAGE_BYTES,
+    SEARCH_STEP_BYTES,
+    SEARCH_STEP_BYTES_FOLDED,
+    SEARCH_STEP_MESSAGES,
+    SEARCH_STEP_SESSIONS,
+    SEARCH_STEPS,
+)
+from .migrate import migrate_legacy_cards
+from .record import IngestResult, parse_card_time
+from .sessions import SessionStore
+from .types import (
+    BatchOutcome,
+    Message,
+    MessagePage,
+    RedisClient,
+    SearchHit,
+    SearchPage,
+    Session,
+    SessionPage,
+)
+
+__all__ = [
+    "BATCH_CHUNK",
+    "PAGE_BYTES",
+    "SEARCH_STEPS",
+    "SEARCH_STEP_BYTES",
+    "SEARCH_STEP_BYTES_FOLDED",
+    "SEARCH_STEP_MESSAGES",
+    "SEARCH_STEP_SESSIONS",
+    "BatchOutcome",
+    "ChannelRequired",
+    "CheckReport",
+    "Cursor",
+    "IngestResult",
+    "InvalidCursor",
+    "InvariantChecker",
+    "Keys",
+    "Message",
+    "MessagePage",
+    "OutcomeUnknown",
+    "RedisClient",
+    "SearchCursor",
+    "SearchHit",
+    "SearchPage",
+    "Session",
+    "SessionExists",
+    "SessionNotFound",
+    "SessionPage",
+    "SessionStore",
+    "StoreError",
+    "StoreUnavailable",
+    "decode_cursor",
+    "encode_cursor",
+    "fold_case",
+    "keys_of",
+    "migrate_legacy_cards",
+    "parse_card_time",
+]

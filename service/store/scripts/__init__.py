@@ -1,0 +1,52 @@
+"""The store's Lua scripts, one ``.lua`` file each, read by one loader.
+
+A script names the fragments it shares with others on ``--! include FILE`` lines and
+the Python constants it needs as ``${NAME}``: :func:`script_text` puts both in, so
+that a bound or a rule is written once, in Python or in one fragment.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from ...models import AUTO_TITLE_LENGTH
+from ..fold import lua_fold_table
+from ..limits import OPERATION_TTL_MS
+from ..record import DERIVE_TITLE
+
+INCLUDE = "--! include "
+
+
+def constants() -> dict[str, str]:
+    return {
+        "OPERATION_TTL_MS": str(OPERATION_TTL_MS),
+        "AUTO_TITLE_LENGTH": str(AUTO_TITLE_LENGTH),
+        "DERIVE_TITLE": DERIVE_TITLE,
+        "FOLD_TABLE": lua_fold_table(),
+    }
+
+
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _with_includes(name: str) -> str:
+    parts = []
+    for line in _source(name).splitlines(keepends=True):
+        if line.startswith(INCLUDE):
+            parts.append(_with_includes(line[len(INCLUDE) :].strip()))
+        else:
+            parts.append(line)
+    return "".join(parts)
+
+
+@functools.cache
+def script_text(name: str) -> str:
+    """The script ``name`` (``"ingest"`` for ingest.lua) as Redis runs it."""
+    text = _with_includes(f"{name}.lua")
+    for key, value in constants().items():
+        text = text.replace("${" + key + "}", value)
+    if "${" in text:
+        raise ValueError(f"{name}.lua names a constant the loader does not know")
+    return text

@@ -1,0 +1,79 @@
+-- The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
+-- ingest_run applies messages[first..last], all of one session, in order: the same
+-- outcome as one call per message, but the run reads the card, its score and its seen
+-- message ids once, and writes the card, the index entries, the messages and the seen
+-- ids once (each redis.call costs a few microseconds; per message, they were most of a
+-- batch's time). A message is {session id, channel ('' if not sent), message id, time
+-- ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
+-- Appends per message to replies: status (1 stored, 0 message id seen before: nothing
+-- changes, -1 unknown session and no channel), the message count after it, and the
+-- stored message when it was seen before (else ''). Returns the session (a parsed card,
+-- nil if none) and its score.
+local function ingest_run(card_key, list, seen, index, channel_prefix, default_title,
+                          messages, first, last, replies)
+  local id = messages[first][1]
+  local card = redis.call('GET', card_key)
+  local s, score, score_text
+  if card then
+    s = card_parse(card)
+    score = tonumber(redis.call('ZSCORE', index, id))
+  end
+  -- Seen ids matter once the session exists: a lone message of a new session needs none.
+  local positions = {}
+  if card or last > first then
+    local message_ids = {}
+    for k = first, last do message_ids[#message_ids + 1] = messages[k][3] end
+    positions = redis.call('HMGET', seen, unpack(message_ids))
+  end
+  local pushed, seen_pairs, pending = {}, {}, {}
+  for k = first, last do
+    local m = messages[k]
+    local message_id = m[3]
+    local position = positions[k - first + 1]
+    if s and (position or pending[message_id]) then
+      local stored = pending[message_id] or redis.call('LINDEX', list, position)
+      replies[#replies + 1] = 0
+      replies[#replies + 1] = s.count
+      replies[#replies + 1] = stored
+    elseif not s and m[2] == '' then
+      replies[#replies + 1] = -1
+      replies[#replies + 1] = 0
+      replies[#replies + 1] = ''
+    else
+      if not s then
+        s = {source = '\6', title = default_title, created = m[5], updated = m[5],
+             count = 0, channel = m[2]}
+      end
+      local ts = tonumber(m[4])
+      if score == nil or ts > score then
+        score, score_text = ts, m[4]
+        s.updated = m[5]
+      end
+      s.count = s.count + 1
+      if s.source == '\6' and m[7] ~= '' then
+        local title = message_title(m[7], m[6])
+        if title ~= '' then
+          s.title = title
+          s.source = '\7'
+        end
+      end
+      pushed[#pushed + 1] = m[6]
+      seen_pairs[#seen_pairs + 1] = message_id
+      seen_pairs[#seen_pairs + 1] = #pushed
+      pending[message_id] = m[6]
+      replies[#replies + 1] = 1
+      replies[#replies + 1] = s.count
+      replies[#replies + 1] = ''
+    end
+  end
+  if #pushed == 0 then return s, score end
+  local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
+  for n = 2, #seen_pairs, 2 do seen_pairs[n] = before + seen_pairs[n] - 1 end
+  redis.call('HSET', seen, unpack(seen_pairs))
+  redis.call('SET', card_key, card_render(s))
+  if score_text then
+    redis.call('ZADD', index, score_text, id)
+    redis.call('ZADD', channel_prefix .. s.channel, score_text, id)
+  end
+  return s, score
+end

@@ -1,0 +1,546 @@
+"""SessionStore: the one store API the handlers and the CLI see."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple, cast
+
+import orjson
+
+from ..coalesce import Coalescer
+from ..models import DEFAULT_TITLE, MessageIn, format_time
+from ..redis_link import Command, pack, pack_rest, pack_start
+from .cursor import (
+    Cursor,
+    SearchCursor,
+    decode_cursor,
+    decode_position,
+    decode_search_cursor,
+    encode_position,
+    encode_search_cursor,
+)
+from .errors import (
+    REFUSALS,
+    ChannelRequired,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from .fold import fold_case, reads_same_in_json
+from .keys import READY_KEY, Keys, keys_of
+from .limits import (
+    BATCH_CHUNK,
+    FIELDS_SEPARATOR,
+    PAGE_BYTES,
+    SEARCH_STEP_BYTES,
+    SEARCH_STEP_BYTES_FOLDED,
+    SEARCH_STEP_MESSAGES,
+    SEARCH_STEP_SESSIONS,
+    SEARCH_STEPS,
+)
+from .record import (
+    DEFAULT_TITLE_JSON,
+    TITLE_DEFAULT,
+    TITLE_USER,
+    IngestResult,
+    _page_of,
+    _script_page,
+    auto_title_arg,
+    message_out,
+    render_card,
+    session_of,
+    stored_message,
+    text_of,
+)
+from .scripts import script_text
+from .transport import Transport
+from .types import (
+    BatchOutcome,
+    Message,
+    MessagePage,
+    PageQuery,
+    RedisClient,
+    SearchHit,
+    SearchPage,
+    Session,
+    SessionPage,
+)
+
+
+class PageCommands(NamedTuple):
+    """A sorted set's page commands (SessionStore._sorted_page), packed as far as they
+    are the same for every page: hiredis formats each argument with a sprintf, which
+    was a fortieth of a page read alone."""
+
+    total: bytes
+    # ZCOUNT's start, to end with the active cutoff and +inf
+    active_from: bytes
+    # SORT's start (its options may come in any order), to end with LIMIT's two numbers
+    sort: bytes
+
+
+@functools.lru_cache(maxsize=1024)
+def page_commands(zset: str, card_pattern: str) -> PageCommands:
+    # SORT, not SORT_RO (Redis 7.0 and later): without STORE it only reads, on 6.2 too.
+    sort = ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", card_pattern, "LIMIT")
+    return PageCommands(
+        total=pack([("ZCARD", zset)]),
+        active_from=pack_start(("ZCOUNT", zset), 2),
+        sort=pack_start(sort, 2),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def ingest_head(namespace: str, sha: str) -> tuple[Any, ...]:
+    """INGEST's call up to the message's two arguments: the same for every message of
+    a namespace."""
+    keys = keys_of(namespace)
+    return ("EVALSHA", sha, 1, keys.index, *keys.ingest_prefixes(), DEFAULT_TITLE_JSON)
+
+
+@functools.lru_cache(maxsize=1024)
+def ingest_start(namespace: str, sha: str) -> bytes:
+    """:func:`ingest_head` packed once (see SessionStore._ingest_command)."""
+    return pack_start(ingest_head(namespace, sha), 2)
+
+
+class SessionStore:
+    """Sessions, their index and their messages, in Redis, one round trip per call."""
+
+    def __init__(
+        self, redis: RedisClient, *, active_window_ms: int, timeout: float | None = None
+    ) -> None:
+        """``timeout`` bounds each round trip as a whole; give it when the client itself
+        has no socket timeout (see :func:`service.connections.open_redis`)."""
+        self._redis = redis
+        self._active_window_ms = active_window_ms
+        self._transport = Transport(redis, timeout)
+        self._ingest = self._transport.register(script_text("ingest"))
+        self._ingest_many = self._transport.register(script_text("ingest_many"))
+        self._page = self._transport.register(script_text("page"))
+        self._read = self._transport.register(script_text("read"))
+        self._create = self._transport.register(script_text("create"))
+        self._rename = self._transport.register(script_text("rename"))
+        self._delete = self._transport.register(script_text("delete"))
+        self._history = self._transport.register(script_text("history"))
+        self._search = self._transport.register(script_text("search"))
+        self._messages_range = self._transport.register(script_text("messages_range"))
+        self._ready = self._transport.register(script_text("ready"))
+        self._pages = Coalescer(self._read_page)
+        # Operation ids: unique across workers and replicas by a random prefix per store.
+        self._operation_prefix = os.urandom(8).hex()
+        self._operation_numbers = itertools.count()
+
+    def _operation_id(self) -> str:
+        return f"{self._operation_prefix}.{next(self._operation_numbers)}"
+
+    async def aclose(self) -> None:
+        """Close the store's own connection; the client passed in stays the caller's."""
+        await self._transport.aclose()
+
+    async def ping(self) -> None:
+        await self._transport.call(lambda: self._transport.exchange([("PING",)]))
+
+    async def ready(self) -> None:
+        """Raise :class:`StoreUnavailable` unless Redis runs a script that writes now."""
+        await self._transport.call(lambda: self._transport.script(self._ready, [READY_KEY], []))
+
+    def _active(self, score: bytes | None, now: int) -> bool:
+        return score is not None and int(score) >= now - self._active_window_ms
+
+    def _session(
+        self, session_id: str, card: bytes, score: bytes | None, meta: bytes | None, now: int
+    ) -> Session:
+        return session_of(session_id, card, self._active(score, now), meta)
+
+    async def list_sessions(
+        self,
+        namespace: str,
+        *,
+        limit: int,
+        now: int,
+        offset: int | None = None,
+        cursor: str | None = None,
+        channel: str | None = None,
+        active: bool | None = None,
+    ) -> SessionPage:
+        """A page as of ``now`` or later: overlapping equal queries share one round trip
+        (:mod:`service.coalesce`), each reading Redis after it arrived."""
+        query = PageQuery(namespace, limit, offset, cursor, channel, active)
+        return await self._pages.read(query, now)
+
+    async def _read_page(self, query: PageQuery, now: int) -> SessionPage:
+        namespace, limit, offset, cursor, channel, active = query
+        keys = keys_of(namespace)
+        zset = keys.index if channel is None else keys.channel(channel)
+        cutoff = now - self._active_window_ms
+        after = decode_cursor(cursor) if cursor is not None else None
+        if not (
+            self._transport.cluster or active is False or (after is not None and after.rank is None)
+        ):
+            start = after.rank if after is not None and after.rank is not None else offset or 0
+            try:
+                return await self._transport.call(
+                    lambda: self._sorted_page(keys, zset, start, limit, after, active, cutoff)
+                )
+            except StoreUnavailable as error:
+                # Redis out of memory refuses every command queued in a MULTI, and SORT
+                # on 6.2: the page script, which only reads, still runs.
+                if error.reason != REFUSALS["OOM"]:
+                    raise
+        # The inactive filter's first rank is only known inside Redis; redis-py's cluster
+        # client cannot send a MULTI/EXEC from asyncio (it nests event loops).
+        reply = await self._transport.call(
+            lambda: self._transport.script(
+                self._page, [zset], self._page_args(keys, limit, offset, after, active, cutoff)
+            )
+        )
+        return _script_page(reply)
+
+    def _page_args(
+        self,
+        keys: Keys,
+        limit: int,
+        offset: int | None,
+        after: Cursor | None,
+        active: bool | None,
+        cutoff: int,
+        expected_rank: int | None = None,
+    ) -> list[Any]:
+        active_filter = "" if active is None else ("1" if active else "0")
+        rank = "" if expected_rank is None else str(expected_rank - 1)
+        member, score = (after.member, str(after.score)) if after else ("", "")
+        rest = [str(limit), "" if after else str(offset or 0), active_filter, str(cutoff)]
+        return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.card_prefix])]
+
+    async def _sorted_page(
+        self,
+        keys: Keys,
+        zset: str,
+        start: int,
+        limit: int,
+        after: Cursor | None,
+        active: bool | None,
+        cutoff: int,
+    ) -> SessionPage:
+        """A page from ranks ``start`` on, read by SORT in one transaction.
+
+        After a cursor, the page script rides along: it answers -2 when the cursor's
+        session still sorts just before ``start`` (the SORT's page is then right),
+        else it builds the page itself. Either way the page is one round trip.
+        """
+        page = page_commands(zset, keys.card_pattern)
+        commands: list[Command] = [
+            page.total,
+            pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
+            pack_rest(page.sort, b"%d" % start, b"%d" % limit),
+        ]
+        if after is not None:
+            args = self._page_args(keys, limit, None, after, active, cutoff, start)
+            commands.append(("EVALSHA", self._page.sha, 1, zset, *args))
+        replies = await self._transport.transaction(commands, self._page)
+        if after is not None and replies[3] != -2:
+            return _script_page(replies[3])
+        total, n_active, flat = int(replies[0]), int(replies[1]), replies[2]
+        end = total if active is None else n_active
+        size = max(min(end - start, limit), 0)
+        return _page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
+
+    async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
+        keys = keys_of(namespace)
+        found = await self._transport.call(
+            lambda: self._transport.script(
+                self._read, [keys.card(session_id), keys.index, keys.meta(session_id)], [session_id]
+            )
+        )
+        if not found:
+            raise SessionNotFound(session_id)
+        card, score, meta = found
+        return self._session(session_id, card, score, meta or None, now)
+
+    def _ingest_command(
+        self, namespace: str, session_id: str, message: MessageIn, timestamp: str
+    ) -> Command:
+        """INGEST's call: its key and the namespace's prefixes packed once (hiredis formats
+        every argument anew, a twentieth of a single ingest's instructions), then the
+        message's two arguments; as arguments for the cluster client, which packs itself.
+        ``timestamp`` is the message's time as text."""
+        fields = FIELDS_SEPARATOR.join(
+            [
+                session_id,
+                message.channel or "",
+                message.id,
+                str(message.timestamp_ms),
+                timestamp,
+                auto_title_arg(message),
+                self._operation_id(),
+            ]
+        ).encode()
+        stored = stored_message(message)
+        if self._transport.cluster:
+            return (*ingest_head(namespace, self._ingest.sha), fields, stored)
+        return pack_rest(ingest_start(namespace, self._ingest.sha), fields, stored)
+
+    def _ingest_result(
+        self, reply: Sequence[Any], session_id: str, message: MessageIn, timestamp: str, now: int
+    ) -> IngestResult:
+        status = int(reply[0])
+        if status < 0:
+            raise ChannelRequired(session_id)
+        _, card, score, stored, meta = reply
+        created = status == 1
+        return IngestResult(
+            created=created,
+            # Stored just now, it is the message sent; a repeat answers with the first one.
+            message=message_out(message, timestamp) if created else self._message(stored),
+            session_id=session_id,
+            card=card,
+            active=self._active(score, now),
+            metadata_json=meta or None,
+        )
+
+    async def add_message(
+        self, namespace: str, session_id: str, message: MessageIn, *, now: int
+    ) -> IngestResult:
+        timestamp = format_time(message.timestamp_ms)
+        command = self._ingest_command(namespace, session_id, message, timestamp)
+        reply = await self._transport.call(
+            lambda: self._transport.script_command(self._ingest, command), write=True
+        )
+        return self._ingest_result(reply, session_id, message, timestamp, now)
+
+    async def add_messages(
+        self, namespace: str, items: Sequence[tuple[str, MessageIn]], *, now: int
+    ) -> list[BatchOutcome | StoreError]:
+        """Ingest many messages in one pipelined round trip, in order.
+
+        Messages go BATCH_CHUNK to a script call; each message is applied atomically
+        and in order, as if sent one by one. A session's messages are brought together
+        (keeping their order; sessions do not affect each other), so that the script
+        reads and writes each session once per run of its messages. The scripts are
+        sent by SHA directly, not through redis-py's pipeline script support, which
+        would add a SCRIPT EXISTS round trip to every batch.
+        """
+        if not items:
+            return []
+        keys = keys_of(namespace)
+        head: list[Any] = [
+            keys.channel_prefix,
+            keys.messages_prefix,
+            keys.seen_prefix,
+            DEFAULT_TITLE_JSON,
+        ]
+        session_ids = [session_id for session_id, _ in items]
+        order = sorted(range(len(items)), key=session_ids.__getitem__)
+        times = [format_time(message.timestamp_ms) for _, message in items]
+        rows = []
+        for position in order:
+            message = items[position][1]
+            rows.append(
+                [
+                    session_ids[position],
+                    message.channel or "",
+                    message.id,
+                    str(message.timestamp_ms),
+                    times[position],
+                    stored_message(message).decode(),
+                    auto_title_arg(message),
+                ]
+            )
+        calls = [
+            [
+                *head,
+                orjson.dumps(rows[start : start + BATCH_CHUNK]),
+                keys.card_prefix,
+                keys.operation(self._operation_id()),
+            ]
+            for start in range(0, len(rows), BATCH_CHUNK)
+        ]
+        replies = await self._transport.call(
+            lambda: self._transport.pipelined(self._ingest_many, keys.index, calls), write=True
+        )
+        # Each reply holds (status, message count, stored message) per message.
+        flat = iter([value for reply in replies for value in reply])
+        results: list[BatchOutcome | StoreError | None] = [None] * len(items)
+        for position, (status, count, stored) in zip(
+            order, zip(flat, flat, flat, strict=True), strict=True
+        ):
+            if status < 0:
+                results[position] = ChannelRequired(session_ids[position])
+            elif status == 1:
+                stored_as = message_out(items[position][1], times[position])
+                results[position] = BatchOutcome(True, stored_as, count)
+            else:
+                results[position] = BatchOutcome(False, self._message(stored), count)
+        return cast(list[BatchOutcome | StoreError], results)
+
+    async def search(
+        self, namespace: str, query: str, *, limit: int, now: int, cursor: str | None = None
+    ) -> SearchPage:
+        """Sessions whose title or messages hold ``query``, most recent first, found in
+        bounded steps (one script call each, on a connection of its own so that cheap
+        requests never queue behind one); ``next_cursor`` goes on where a page stopped."""
+        keys = keys_of(namespace)
+        at = decode_search_cursor(cursor) if cursor is not None else None
+        head = [
+            fold_case(query),
+            0,
+            SEARCH_STEP_SESSIONS,
+            SEARCH_STEP_MESSAGES,
+            SEARCH_STEP_BYTES if query.isascii() else SEARCH_STEP_BYTES_FOLDED,
+            keys.messages_prefix,
+            keys.card_prefix,
+            "1" if reads_same_in_json(query) else "0",
+        ]
+        wide = "0" if query.isascii() else "1"
+        hits: list[SearchHit] = []
+        for _ in range(SEARCH_STEPS):
+            head[1] = limit - len(hits)
+            where = ["", "", 0] if at is None else [at.score, at.member, at.scanned]
+            args = [*head, *where, wide]
+            reply = await self._transport.call(
+                functools.partial(
+                    self._transport.script, self._search, [keys.index], args, shared=False
+                ),
+                shared=False,
+            )
+            complete, score, member, scanned = reply[:4]
+            for position in range(4, len(reply), 4):
+                hit_id, hit_score, card, stored = reply[position : position + 4]
+                hits.append(
+                    SearchHit(
+                        session=self._session(text_of(hit_id), card, hit_score, None, now),
+                        message=self._message(stored) if stored else None,
+                    )
+                )
+            if complete:
+                return SearchPage(hits, None)
+            if member:
+                at = SearchCursor(int(score), text_of(member), int(scanned))
+            if len(hits) >= limit:
+                break
+        assert at is not None
+        return SearchPage(hits, encode_search_cursor(at))
+
+    async def messages_from(
+        self, namespace: str, session_id: str, *, first: int, count: int
+    ) -> tuple[int, list[Message]]:
+        """Messages from ``first`` on in arrival order, ``count`` at most and fewer when
+        their bytes would pass PAGE_BYTES, and the session's total."""
+        keys = keys_of(namespace)
+        reply = await self._transport.call(
+            lambda: self._transport.script(
+                self._messages_range,
+                [keys.card(session_id), keys.messages(session_id)],
+                [first, count, PAGE_BYTES],
+                shared=False,
+            ),
+            shared=False,
+        )
+        total = int(reply[0])
+        if total < 0:
+            raise SessionNotFound(session_id)
+        return total, [self._message(m) for m in reply[1:]]
+
+    async def create_session(
+        self,
+        namespace: str,
+        session_id: str,
+        *,
+        channel: str,
+        title: str | None,
+        metadata: dict[str, Any] | None,
+        now: int,
+    ) -> Session:
+        keys = keys_of(namespace)
+        stamp = format_time(now)
+        card = render_card(
+            TITLE_USER if title else TITLE_DEFAULT,
+            title or DEFAULT_TITLE,
+            stamp,
+            stamp,
+            0,
+            channel,
+        )
+        meta = orjson.dumps(metadata) if metadata else b""
+        create_keys = [
+            keys.card(session_id),
+            keys.index,
+            keys.channel(channel),
+            keys.meta(session_id),
+            keys.operation(self._operation_id()),
+        ]
+        created = await self._transport.call(
+            lambda: self._transport.script(
+                self._create, create_keys, [session_id, card, now, meta]
+            ),
+            write=True,
+        )
+        if not created:
+            raise SessionExists(session_id)
+        return self._session(session_id, card, str(now).encode(), meta or None, now)
+
+    async def rename_session(
+        self, namespace: str, session_id: str, title: str, *, now: int
+    ) -> Session:
+        keys = keys_of(namespace)
+        found = await self._transport.call(
+            lambda: self._transport.script(
+                self._rename,
+                [keys.card(session_id), keys.index, keys.meta(session_id)],
+                [session_id, orjson.dumps(title)],
+            ),
+            write=True,
+        )
+        if not found:
+            raise SessionNotFound(session_id)
+        card, score, meta = found
+        return self._session(session_id, card, score, meta or None, now)
+
+    async def delete_session(self, namespace: str, session_id: str) -> None:
+        keys = keys_of(namespace)
+        delete_keys = [
+            keys.card(session_id),
+            keys.index,
+            keys.messages(session_id),
+            keys.seen(session_id),
+            keys.meta(session_id),
+            keys.operation(self._operation_id()),
+        ]
+        deleted = await self._transport.call(
+            lambda: self._transport.script(
+                self._delete, delete_keys, [session_id, keys.channel_prefix]
+            ),
+            write=True,
+        )
+        if not deleted:
+            raise SessionNotFound(session_id)
+
+    async def history(
+        self, namespace: str, session_id: str, *, limit: int, before: str | None = None
+    ) -> MessagePage:
+        keys = keys_of(namespace)
+        before_position = "" if before is None else str(decode_position(before))
+        reply = await self._transport.call(
+            lambda: self._transport.script(
+                self._history,
+                [keys.card(session_id), keys.messages(session_id)],
+                [limit, before_position, PAGE_BYTES],
+                shared=False,
+            ),
+            shared=False,
+        )
+        first = int(reply[0])
+        if first < 0:
+            raise SessionNotFound(session_id)
+        next_cursor = encode_position(first) if first > 0 else None
+        return MessagePage([self._message(m) for m in reply[1:]], next_cursor)
+
+    @staticmethod
+    def _message(stored: bytes) -> Message:
+        message_id, role, content, timestamp_ms, metadata = orjson.loads(stored)
+        return Message(message_id, role, content, format_time(timestamp_ms), metadata or {})

@@ -1,0 +1,124 @@
+"""What the store answers: sessions, messages, pages, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+RedisClient = Redis | RedisCluster
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    title: str
+    title_source: str
+    channel: str
+    created_at: str
+    updated_at: str
+    message_count: int
+    active: bool
+    metadata: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "message_count": self.message_count,
+            "channel": self.channel,
+            "active": self.active,
+            "title_source": self.title_source,
+            "metadata": self.metadata if self.metadata is not None else {},
+        }
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and a batch
+# makes two of these per message (the same holds for MessageIn and BatchOutcome).
+@dataclass(slots=True)
+class Message:
+    id: str
+    role: str
+    content: str
+    timestamp: str
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "timestamp": self.timestamp,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass(slots=True)
+class SessionPage:
+    total: int
+    # The page's items, already JSON, comma-separated, without the brackets.
+    items_json: bytes
+    next_cursor: str | None
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def json(self) -> bytes:
+        """The page as the list answers it, built once: list requests that shared a read
+        (see :mod:`service.coalesce`) share the page, and each would copy it again."""
+        if self._json is None:
+            self._json = b"".join(
+                [
+                    b'{"sessions":[',
+                    self.items_json,
+                    b'],"total":',
+                    str(self.total).encode(),
+                    b',"next_cursor":',
+                    orjson.dumps(self.next_cursor),
+                    b"}",
+                ]
+            )
+        return self._json
+
+
+class PageQuery(NamedTuple):
+    """What a list page asks for, but the time: equal queries can share a read."""
+
+    namespace: str
+    limit: int
+    offset: int | None
+    cursor: str | None
+    channel: str | None
+    active: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    session: Session
+    # The matching message, or None when only the title matched.
+    message: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    hits: list[SearchHit]
+    # None when every session was looked at; else where the same search goes on.
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """One stored (or recognised) item of a batch: less than a full IngestResult."""
+
+    created: bool
+    message: Message
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    messages: list[Message]
+    next_cursor: str | None
