@@ -123,7 +123,8 @@ def admitted_operations(app: web.Application) -> set[tuple[str, str]]:
 def test_admitted_routes_document_their_429(settings: Settings) -> None:
     document = load()
     admitted = admitted_operations(create_app(settings))
-    assert admitted == {
+    # SPEC §3 "Fair sharing": these at least; a route added later may be admitted too.
+    assert admitted >= {
         ("get", "/api/sessions/search"),
         ("get", "/api/sessions/{session_id}/messages"),
         ("get", "/api/sessions/{session_id}/export"),
