@@ -29,7 +29,7 @@ import redis.asyncio
 
 from service.models import MessageIn, format_time
 from service.store import Keys, SessionStore
-from service.store.record import TITLE_AUTO, render_card
+from service.store.record import TITLE_AUTO, record_fields
 
 from .load import (
     CONTENT,
@@ -115,10 +115,11 @@ class Row:
 
 
 def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str = NAMESPACE) -> None:
-    """Cards and index entries byte for byte as the store writes them, pipelined."""
+    """Session records and index entries byte for byte as the store writes them,
+    pipelined."""
     keys = Keys(namespace)
     for start in range(0, count, SEED_CHUNK):
-        cards: dict[str, bytes] = {}
+        records: dict[str, list[str | bytes]] = {}
         scores: dict[str, int] = {}
         by_channel: dict[str, dict[str, int]] = {"web": {}, "telegram": {}}
         for n in range(start, min(count, start + SEED_CHUNK)):
@@ -126,13 +127,20 @@ def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str =
             channel = "telegram" if n % 2 else "web"
             score = now_ms - n * 1000
             stamp = format_time(score)
-            cards[keys.card(session_id)] = render_card(
-                TITLE_AUTO, f"Bench session number {n}", stamp, stamp, 3, channel
+            records[keys.session(session_id)] = record_fields(
+                title=f"Bench session number {n}",
+                title_source=TITLE_AUTO,
+                channel=channel,
+                created_at=stamp,
+                updated_at=stamp,
+                message_count=3,
+                metadata=None,
             )
             scores[session_id] = score
             by_channel[channel][session_id] = score
         pipe = client.pipeline(transaction=False)
-        pipe.mset(cards)
+        for key, fields in records.items():
+            pipe.hset(key, items=fields)
         pipe.zadd(keys.index, scores)
         for channel, members in by_channel.items():
             if members:

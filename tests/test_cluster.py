@@ -136,7 +136,7 @@ async def test_namespaces_spread_over_the_masters(
             key_slot(k.encode())
             for k in (
                 keys.index,
-                keys.card("s"),
+                keys.session("s"),
                 keys.channel("web"),
                 keys.messages("s"),
                 keys.seen("s"),

@@ -98,8 +98,11 @@ async def test_many_legacy_sessions_move_in_batches(redis_server: RedisProcess) 
     )
     assert await migrate_legacy_cards(client, "tenant", batch=100) == 1234
     assert await client.exists(keys.prefix + "sessions") == 0
-    cards = await client.mget([keys.card(f"s{n}") for n in range(1234)])
-    assert all(isinstance(card, bytes) and card.endswith(b"\x04web") for card in cards)
+    async with client.pipeline(transaction=False) as pipe:
+        for n in range(1234):
+            pipe.hmget(keys.session(f"s{n}"), "channel", "message_count", "title_source")
+        records = await pipe.execute()
+    assert records == [[b"web", str(n).encode(), b"default"] for n in range(1234)]
     await client.aclose()
 
 

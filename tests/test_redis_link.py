@@ -115,9 +115,9 @@ async def test_password_and_database_are_used(tmp_path: Path) -> None:
         store = SessionStore(client, active_window_ms=1000, timeout=2.0)
         await store.create_session("default", "a", channel="web", title=None, metadata=None, now=1)
         # The session went to database 3, through the link, authenticated.
-        assert await client.exists("cs:{default}:card:a") == 1
+        assert await client.exists("cs:{default}:session:a") == 1
         other = Redis(port=server.port, password="s3cret", db=0)
-        assert await other.exists("cs:{default}:card:a") == 0
+        assert await other.exists("cs:{default}:session:a") == 0
         await other.aclose()
         await store.aclose()
         wrong = SessionStore(

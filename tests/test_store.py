@@ -19,7 +19,7 @@ from service.store import (
     decode_cursor,
     encode_cursor,
 )
-from service.store import parse_card_time as card_time
+from service.store import parse_time as card_time
 
 from conftest import ACTIVE_WINDOW_MS, CHANNEL_IDS
 from redis_process import RedisProcess
@@ -232,14 +232,14 @@ async def test_a_cursor_still_in_place_is_paged_by_sort_alone(redis_server: Redi
 
         ids, called = await next_page()
         assert ids == ["s3", "s4", "s5"]
-        # The SORT's page stands: the script looked at one rank and fetched no cards.
+        # The SORT's page stands: the script looked at one rank and fetched no items.
         assert "zrevrange" in called
-        assert not called & {"zrevrank", "mget"}
+        assert not called & {"zrevrank", "hget"}
         # A session from below moves above the cursor: the script builds the page itself.
         await store.add_message("default", "s4", message("m2", ts=NOW + 1), now=NOW)
         ids, called = await next_page()
         assert ids == ["s3", "s5"]
-        assert {"zrevrank", "mget"} <= called
+        assert {"zrevrank", "hget"} <= called
     finally:
         await store.aclose()
         await client.aclose()
@@ -312,11 +312,13 @@ async def test_namespaces_are_isolated(store: SessionStore) -> None:
 async def test_all_keys_of_a_namespace_share_its_hash_tag() -> None:
     keys = Keys("tenant-7")
     names = [
-        keys.card("x"),
+        keys.session("x"),
         keys.index,
         keys.channel("web"),
         keys.messages("x{y}"),
         keys.seen("x"),
+        keys.operation("x"),
+        keys.card("x"),
         keys.meta("x"),
     ]
     assert all(name.startswith("cs:{tenant-7}:") for name in names)

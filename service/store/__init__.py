@@ -30,8 +30,8 @@ from .limits import (
     SEARCH_STEP_SESSIONS,
     SEARCH_STEPS,
 )
-from .migrate import migrate_legacy_cards
-from .record import IngestResult, parse_card_time
+from .migrate import migrate_legacy_cards, move_cards
+from .record import IngestResult, parse_time
 from .sessions import SessionStore
 from .types import (
     BatchOutcome,
@@ -79,5 +79,6 @@ __all__ = [
     "fold_case",
     "keys_of",
     "migrate_legacy_cards",
-    "parse_card_time",
+    "move_cards",
+    "parse_time",
 ]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from .keys import keys_of
-from .record import card_item, text_of
+from .record import render_item, text_of
 from .types import RedisClient
 
 
@@ -27,10 +27,11 @@ class CheckReport:
 class InvariantChecker:
     """Walks a namespace offline and reports drift between its keys.
 
-    It checks: index ⇔ cards, each session in its channel index with the
-    same score, no channel index entry without a session, message_count ⇔ the
-    stored messages ⇔ the idempotency records, and no messages left without a
-    session. Reads go in batched pipelines; it is an operator's tool, not a
+    It checks: index ⇔ session records, each record's item ⇔ its fields, each
+    session in its channel index with the same score, no channel index entry
+    without a session, message_count ⇔ the stored messages ⇔ the idempotency
+    records, no messages left without a session, and no session still stored as a
+    card of a release before hashes. Reads go in batched pipelines; it is an operator's tool, not a
     request path, so it may scan.
     """
 
@@ -50,24 +51,30 @@ class InvariantChecker:
         keys = keys_of(namespace)
         report = CheckReport(namespace)
         index = {text_of(m): int(s) async for m, s in self._zscan(keys.index)}
-        card_ids = [
-            text_of(key)[len(keys.card_prefix) :]
-            async for key in self._redis.scan_iter(match=keys.card_pattern, count=1000)
+        session_ids = [
+            text_of(key)[len(keys.session_prefix) :]
+            async for key in self._redis.scan_iter(match=keys.session_prefix + "*", count=1000)
         ]
-        cards: dict[str, bytes] = {}
-        for start in range(0, len(card_ids), self.BATCH):
-            batch = card_ids[start : start + self.BATCH]
-            found = await self._redis.mget([keys.card(i) for i in batch])
-            cards.update(
-                (i, card) for i, card in zip(batch, found, strict=True) if isinstance(card, bytes)
+        records: dict[str, dict[bytes, bytes]] = {}
+        for start in range(0, len(session_ids), self.BATCH):
+            batch = session_ids[start : start + self.BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in batch:
+                    pipe.hgetall(keys.session(session_id))
+                found = await pipe.execute()
+            records.update((i, r) for i, r in zip(batch, found, strict=True) if r)
+        report.sessions = len(records)
+        async for key in self._redis.scan_iter(match=keys.card_prefix + "*", count=1000):
+            report.problems.append(
+                f"session {text_of(key)[len(keys.card_prefix) :]!r} is still stored as a card "
+                "of a release before 0.2; run chatsessions migrate"
             )
-        report.sessions = len(cards)
-        for missing in sorted(index.keys() - cards.keys()):
+        for missing in sorted(index.keys() - records.keys()):
             report.problems.append(f"index holds {missing!r} but no session has that id")
-        for missing in sorted(cards.keys() - index.keys()):
+        for missing in sorted(records.keys() - index.keys()):
             report.problems.append(f"session {missing!r} is missing from the index")
         channel_of: dict[str, str] = {}
-        ids = sorted(cards)
+        ids = sorted(records)
         for start in range(0, len(ids), self.BATCH):
             batch = ids[start : start + self.BATCH]
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -77,10 +84,21 @@ class InvariantChecker:
                 replies = await pipe.execute()
             for position, session_id in enumerate(batch):
                 stored, seen = replies[2 * position], replies[2 * position + 1]
-                item = card_item(cards[session_id])
-                count = item["message_count"]
-                channel_of[session_id] = item["channel"]
+                record = records[session_id]
+                count = int(record[b"message_count"])
+                channel_of[session_id] = record[b"channel"].decode()
                 report.messages += stored
+                expected_item = render_item(
+                    record[b"title"].decode(),
+                    record[b"created_at"].decode(),
+                    record[b"updated_at"].decode(),
+                    count,
+                    record[b"channel"].decode(),
+                )
+                if record.get(b"item") != expected_item:
+                    report.problems.append(
+                        f"session {session_id!r} has a list item that disagrees with its fields"
+                    )
                 if count != stored:
                     report.problems.append(
                         f"session {session_id!r} counts {count} messages but stores {stored}"
@@ -107,7 +125,7 @@ class InvariantChecker:
                 report.problems.append(f"{channel} index holds {stray!r}, not a {channel} session")
         async for key in self._redis.scan_iter(match=keys.messages_prefix + "*", count=1000):
             session_id = text_of(key)[len(keys.messages_prefix) :]
-            if session_id not in cards:
+            if session_id not in records:
                 report.problems.append(f"messages of {session_id!r} remain without a session")
         return report
 

@@ -1,14 +1,17 @@
 """Key names: every key of a namespace carries its hash tag ``{ns}``, so that each
 script runs on one Redis Cluster slot and namespaces spread over the shards.
 
-``cs:{ns}:card:<id>``           string, the session's card (see :mod:`.record`)
+``cs:{ns}:session:<id>``        hash, the session's record (see :mod:`.record`)
 ``cs:{ns}:index``               sorted set, session id scored by updated_at (epoch ms)
 ``cs:{ns}:channel:<channel>``   sorted set, the same for one channel
 ``cs:{ns}:messages:<id>``       list of stored messages, in the order they arrived
 ``cs:{ns}:seen:<id>``           hash, message id -> its position in the list
-``cs:{ns}:meta:<id>``           string, the session's metadata as JSON (only when set)
 ``cs:{ns}:op:<operation id>``   a write's record, kept seconds to answer its retry
-``cs:readiness-probe``          written by /readyz, outside every namespace"""
+``cs:readiness-probe``          written by /readyz, outside every namespace
+
+Releases before 0.2 kept a session as a string ``cs:{ns}:card:<id>`` and its metadata
+in ``cs:{ns}:meta:<id>``: scripts move such a session to its hash when they meet it,
+and ``chatsessions migrate`` moves them all (:mod:`.migrate`)."""
 
 from __future__ import annotations
 
@@ -25,15 +28,21 @@ class Keys:
         self.prefix = f"cs:{{{namespace}}}:"
         self.index = self.prefix + "index"
         self.channel_prefix = self.prefix + "channel:"
+        self.session_prefix = self.prefix + "session:"
+        # SORT's GET pattern of a session's list item: the first '*' takes the member,
+        # and a namespace has none.
+        self.item_pattern = self.session_prefix + "*->item"
         self.card_prefix = self.prefix + "card:"
-        # SORT's GET pattern: the first '*' takes the member, and a namespace has none.
-        self.card_pattern = self.card_prefix + "*"
         self.messages_prefix = self.prefix + "messages:"
         self.seen_prefix = self.prefix + "seen:"
         self.meta_prefix = self.prefix + "meta:"
         self.operation_prefix = self.prefix + "op:"
 
+    def session(self, session_id: str) -> str:
+        return self.session_prefix + session_id
+
     def card(self, session_id: str) -> str:
+        """A session's key in releases before 0.2 (see :mod:`.migrate`)."""
         return self.card_prefix + session_id
 
     def channel(self, channel: str) -> str:
@@ -46,6 +55,7 @@ class Keys:
         return self.seen_prefix + session_id
 
     def meta(self, session_id: str) -> str:
+        """A session's metadata key in releases before 0.2."""
         return self.meta_prefix + session_id
 
     def operation(self, operation_id: str) -> str:
@@ -54,10 +64,9 @@ class Keys:
     def ingest_prefixes(self) -> list[str]:
         """INGEST's key prefixes, in its order."""
         return [
-            self.card_prefix,
+            self.session_prefix,
             self.messages_prefix,
             self.seen_prefix,
-            self.meta_prefix,
             self.channel_prefix,
             self.operation_prefix,
         ]

@@ -43,16 +43,17 @@ from .limits import (
     SEARCH_STEPS,
 )
 from .record import (
-    DEFAULT_TITLE_JSON,
     TITLE_DEFAULT,
     TITLE_USER,
     IngestResult,
-    _page_of,
-    _script_page,
     auto_title_arg,
+    message_of,
     message_out,
-    render_card,
+    page_of,
+    record_fields,
+    script_page,
     session_of,
+    session_of_fields,
     stored_message,
     text_of,
 )
@@ -84,9 +85,9 @@ class PageCommands(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1024)
-def page_commands(zset: str, card_pattern: str) -> PageCommands:
+def page_commands(zset: str, item_pattern: str) -> PageCommands:
     # SORT, not SORT_RO (Redis 7.0 and later): without STORE it only reads, on 6.2 too.
-    sort = ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", card_pattern, "LIMIT")
+    sort = ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", item_pattern, "LIMIT")
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
@@ -99,7 +100,7 @@ def ingest_head(namespace: str, sha: str) -> tuple[Any, ...]:
     """INGEST's call up to the message's two arguments: the same for every message of
     a namespace."""
     keys = keys_of(namespace)
-    return ("EVALSHA", sha, 1, keys.index, *keys.ingest_prefixes(), DEFAULT_TITLE_JSON)
+    return ("EVALSHA", sha, 1, keys.index, *keys.ingest_prefixes(), DEFAULT_TITLE)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -152,10 +153,10 @@ class SessionStore:
     def _active(self, score: bytes | None, now: int) -> bool:
         return score is not None and int(score) >= now - self._active_window_ms
 
-    def _session(
-        self, session_id: str, card: bytes, score: bytes | None, meta: bytes | None, now: int
-    ) -> Session:
-        return session_of(session_id, card, self._active(score, now), meta)
+    def _session(self, session_id: str, found: Sequence[Any], now: int) -> Session:
+        """The session of a READ or RENAME reply: {its record's fields, its score}."""
+        fields, score = found
+        return session_of_fields(session_id, fields, self._active(score, now))
 
     async def list_sessions(
         self,
@@ -199,7 +200,7 @@ class SessionStore:
                 self._page, [zset], self._page_args(keys, limit, offset, after, active, cutoff)
             )
         )
-        return _script_page(reply)
+        return script_page(reply)
 
     def _page_args(
         self,
@@ -215,7 +216,7 @@ class SessionStore:
         rank = "" if expected_rank is None else str(expected_rank - 1)
         member, score = (after.member, str(after.score)) if after else ("", "")
         rest = [str(limit), "" if after else str(offset or 0), active_filter, str(cutoff)]
-        return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.card_prefix])]
+        return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.session_prefix])]
 
     async def _sorted_page(
         self,
@@ -233,7 +234,7 @@ class SessionStore:
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        page = page_commands(zset, keys.card_pattern)
+        page = page_commands(zset, keys.item_pattern)
         commands: list[Command] = [
             page.total,
             pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
@@ -244,23 +245,22 @@ class SessionStore:
             commands.append(("EVALSHA", self._page.sha, 1, zset, *args))
         replies = await self._transport.transaction(commands, self._page)
         if after is not None and replies[3] != -2:
-            return _script_page(replies[3])
+            return script_page(replies[3])
         total, n_active, flat = int(replies[0]), int(replies[1]), replies[2]
         end = total if active is None else n_active
         size = max(min(end - start, limit), 0)
-        return _page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
+        return page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
         keys = keys_of(namespace)
         found = await self._transport.call(
             lambda: self._transport.script(
-                self._read, [keys.card(session_id), keys.index, keys.meta(session_id)], [session_id]
+                self._read, [keys.session(session_id), keys.index], [session_id]
             )
         )
         if not found:
             raise SessionNotFound(session_id)
-        card, score, meta = found
-        return self._session(session_id, card, score, meta or None, now)
+        return self._session(session_id, found, now)
 
     def _ingest_command(
         self, namespace: str, session_id: str, message: MessageIn, timestamp: str
@@ -291,16 +291,17 @@ class SessionStore:
         status = int(reply[0])
         if status < 0:
             raise ChannelRequired(session_id)
-        _, card, score, stored, meta = reply
+        _, item, score, stored, metadata, title_source = reply
         created = status == 1
         return IngestResult(
             created=created,
             # Stored just now, it is the message sent; a repeat answers with the first one.
-            message=message_out(message, timestamp) if created else self._message(stored),
+            message=message_out(message, timestamp) if created else message_of(stored),
             session_id=session_id,
-            card=card,
+            item=item,
+            title_source=text_of(title_source),
             active=self._active(score, now),
-            metadata_json=meta or None,
+            metadata_json=metadata or None,
         )
 
     async def add_message(
@@ -332,7 +333,7 @@ class SessionStore:
             keys.channel_prefix,
             keys.messages_prefix,
             keys.seen_prefix,
-            DEFAULT_TITLE_JSON,
+            DEFAULT_TITLE,
         ]
         session_ids = [session_id for session_id, _ in items]
         order = sorted(range(len(items)), key=session_ids.__getitem__)
@@ -355,7 +356,7 @@ class SessionStore:
             [
                 *head,
                 orjson.dumps(rows[start : start + BATCH_CHUNK]),
-                keys.card_prefix,
+                keys.session_prefix,
                 keys.operation(self._operation_id()),
             ]
             for start in range(0, len(rows), BATCH_CHUNK)
@@ -375,7 +376,7 @@ class SessionStore:
                 stored_as = message_out(items[position][1], times[position])
                 results[position] = BatchOutcome(True, stored_as, count)
             else:
-                results[position] = BatchOutcome(False, self._message(stored), count)
+                results[position] = BatchOutcome(False, message_of(stored), count)
         return cast(list[BatchOutcome | StoreError], results)
 
     async def search(
@@ -393,7 +394,7 @@ class SessionStore:
             SEARCH_STEP_MESSAGES,
             SEARCH_STEP_BYTES if query.isascii() else SEARCH_STEP_BYTES_FOLDED,
             keys.messages_prefix,
-            keys.card_prefix,
+            keys.session_prefix,
             "1" if reads_same_in_json(query) else "0",
         ]
         wide = "0" if query.isascii() else "1"
@@ -410,11 +411,13 @@ class SessionStore:
             )
             complete, score, member, scanned = reply[:4]
             for position in range(4, len(reply), 4):
-                hit_id, hit_score, card, stored = reply[position : position + 4]
+                hit_id, hit_score, item, stored = reply[position : position + 4]
                 hits.append(
                     SearchHit(
-                        session=self._session(text_of(hit_id), card, hit_score, None, now),
-                        message=self._message(stored) if stored else None,
+                        session=session_of(
+                            text_of(hit_id), item, "", self._active(hit_score, now), None
+                        ),
+                        message=message_of(stored) if stored else None,
                     )
                 )
             if complete:
@@ -435,7 +438,7 @@ class SessionStore:
         reply = await self._transport.call(
             lambda: self._transport.script(
                 self._messages_range,
-                [keys.card(session_id), keys.messages(session_id)],
+                [keys.session(session_id), keys.messages(session_id)],
                 [first, count, PAGE_BYTES],
                 shared=False,
             ),
@@ -444,7 +447,7 @@ class SessionStore:
         total = int(reply[0])
         if total < 0:
             raise SessionNotFound(session_id)
-        return total, [self._message(m) for m in reply[1:]]
+        return total, [message_of(m) for m in reply[1:]]
 
     async def create_session(
         self,
@@ -458,31 +461,29 @@ class SessionStore:
     ) -> Session:
         keys = keys_of(namespace)
         stamp = format_time(now)
-        card = render_card(
-            TITLE_USER if title else TITLE_DEFAULT,
-            title or DEFAULT_TITLE,
-            stamp,
-            stamp,
-            0,
-            channel,
+        metadata_json = orjson.dumps(metadata) if metadata else None
+        fields = record_fields(
+            title=title or DEFAULT_TITLE,
+            title_source=TITLE_USER if title else TITLE_DEFAULT,
+            channel=channel,
+            created_at=stamp,
+            updated_at=stamp,
+            message_count=0,
+            metadata=metadata_json,
         )
-        meta = orjson.dumps(metadata) if metadata else b""
         create_keys = [
-            keys.card(session_id),
+            keys.session(session_id),
             keys.index,
             keys.channel(channel),
-            keys.meta(session_id),
             keys.operation(self._operation_id()),
         ]
         created = await self._transport.call(
-            lambda: self._transport.script(
-                self._create, create_keys, [session_id, card, now, meta]
-            ),
+            lambda: self._transport.script(self._create, create_keys, [session_id, now, *fields]),
             write=True,
         )
         if not created:
             raise SessionExists(session_id)
-        return self._session(session_id, card, str(now).encode(), meta or None, now)
+        return session_of_fields(session_id, fields, True)
 
     async def rename_session(
         self, namespace: str, session_id: str, title: str, *, now: int
@@ -491,24 +492,22 @@ class SessionStore:
         found = await self._transport.call(
             lambda: self._transport.script(
                 self._rename,
-                [keys.card(session_id), keys.index, keys.meta(session_id)],
-                [session_id, orjson.dumps(title)],
+                [keys.session(session_id), keys.index],
+                [session_id, title],
             ),
             write=True,
         )
         if not found:
             raise SessionNotFound(session_id)
-        card, score, meta = found
-        return self._session(session_id, card, score, meta or None, now)
+        return self._session(session_id, found, now)
 
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
         delete_keys = [
-            keys.card(session_id),
+            keys.session(session_id),
             keys.index,
             keys.messages(session_id),
             keys.seen(session_id),
-            keys.meta(session_id),
             keys.operation(self._operation_id()),
         ]
         deleted = await self._transport.call(
@@ -528,7 +527,7 @@ class SessionStore:
         reply = await self._transport.call(
             lambda: self._transport.script(
                 self._history,
-                [keys.card(session_id), keys.messages(session_id)],
+                [keys.session(session_id), keys.messages(session_id)],
                 [limit, before_position, PAGE_BYTES],
                 shared=False,
             ),
@@ -538,9 +537,4 @@ class SessionStore:
         if first < 0:
             raise SessionNotFound(session_id)
         next_cursor = encode_position(first) if first > 0 else None
-        return MessagePage([self._message(m) for m in reply[1:]], next_cursor)
-
-    @staticmethod
-    def _message(stored: bytes) -> Message:
-        message_id, role, content, timestamp_ms, metadata = orjson.loads(stored)
-        return Message(message_id, role, content, format_time(timestamp_ms), metadata or {})
+        return MessagePage([message_of(m) for m in reply[1:]], next_cursor)

@@ -31,22 +31,27 @@ def _source(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
-def _with_includes(name: str) -> str:
+def _with_includes(source: str) -> str:
     parts = []
-    for line in _source(name).splitlines(keepends=True):
+    for line in source.splitlines(keepends=True):
         if line.startswith(INCLUDE):
-            parts.append(_with_includes(line[len(INCLUDE) :].strip()))
+            parts.append(_with_includes(_source(line[len(INCLUDE) :].strip())))
         else:
             parts.append(line)
     return "".join(parts)
 
 
-@functools.cache
-def script_text(name: str) -> str:
-    """The script ``name`` (``"ingest"`` for ingest.lua) as Redis runs it."""
-    text = _with_includes(f"{name}.lua")
+def assembled(source: str) -> str:
+    """Lua ``source`` with its includes and constants put in."""
+    text = _with_includes(source)
     for key, value in constants().items():
         text = text.replace("${" + key + "}", value)
     if "${" in text:
-        raise ValueError(f"{name}.lua names a constant the loader does not know")
+        raise ValueError("a script names a constant the loader does not know")
     return text
+
+
+@functools.cache
+def script_text(name: str) -> str:
+    """The script ``name`` (``"ingest"`` for ingest.lua) as Redis runs it."""
+    return assembled(_source(f"{name}.lua"))

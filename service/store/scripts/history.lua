@@ -1,4 +1,4 @@
--- KEYS[1] card, KEYS[2] messages list
+-- KEYS[1] session, KEYS[2] messages list
 -- ARGV[1] limit, ARGV[2] before (list position; '' for the newest), ARGV[3] most bytes
 -- Returns {-1} for an unknown session, else {first position, messages…}: the newest
 -- messages before ``before``, at most ``limit`` of them and fewer when more would pass

@@ -1,13 +1,13 @@
 -- KEYS[1] index
 -- ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
--- ARGV[4] default title as JSON, ARGV[5] the messages as one JSON array of messages
--- (see _LUA_INGEST), ARGV[6] card key prefix, ARGV[7] the call's operation key
+-- ARGV[4] default title, ARGV[5] the messages as one JSON array of messages
+-- (see ingest_run.lua), ARGV[6] session key prefix, ARGV[7] the call's operation key
 -- Returns per message: status, message count, and the stored message when it was seen
 -- before (else ''). One call writes many messages, and they travel as one argument.
 -- Consecutive messages of one session go to ingest_run as one run. The operation key
 -- keeps, per message, the session's message count just after this call stored it (0 if
 -- it did not), so that the same call sent again answers exactly as the first did.
---! include card.lua
+--! include record.lua
 --! include title.lua
 --! include ingest_run.lua
 local replies = {}

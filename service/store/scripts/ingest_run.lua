@@ -1,26 +1,22 @@
 -- The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
 -- ingest_run applies messages[first..last], all of one session, in order: the same
--- outcome as one call per message, but the run reads the card, its score and its seen
--- message ids once, and writes the card, the index entries, the messages and the seen
--- ids once (each redis.call costs a few microseconds; per message, they were most of a
--- batch's time). A message is {session id, channel ('' if not sent), message id, time
+-- outcome as one call per message, but the run reads the record, its score and its seen
+-- message ids once, and writes the record, the index entries, the messages and the seen
+-- ids once. A message is {session id, channel ('' if not sent), message id, time
 -- ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
 -- Appends per message to replies: status (1 stored, 0 message id seen before: nothing
 -- changes, -1 unknown session and no channel), the message count after it, and the
--- stored message when it was seen before (else ''). Returns the session (a parsed card,
--- nil if none) and its score.
-local function ingest_run(card_key, list, seen, index, channel_prefix, default_title,
+-- stored message when it was seen before (else ''). Returns the session (a record, nil
+-- if none), its score and its item (nil when nothing was written).
+local function ingest_run(key, list, seen, index, channel_prefix, default_title,
                           messages, first, last, replies)
   local id = messages[first][1]
-  local card = redis.call('GET', card_key)
-  local s, score, score_text
-  if card then
-    s = card_parse(card)
-    score = tonumber(redis.call('ZSCORE', index, id))
-  end
+  local s = record_read(key)
+  local score, score_text
+  if s then score = tonumber(redis.call('ZSCORE', index, id)) end
   -- Seen ids matter once the session exists: a lone message of a new session needs none.
   local positions = {}
-  if card or last > first then
+  if s or last > first then
     local message_ids = {}
     for k = first, last do message_ids[#message_ids + 1] = messages[k][3] end
     positions = redis.call('HMGET', seen, unpack(message_ids))
@@ -41,7 +37,7 @@ local function ingest_run(card_key, list, seen, index, channel_prefix, default_t
       replies[#replies + 1] = ''
     else
       if not s then
-        s = {source = '\6', title = default_title, created = m[5], updated = m[5],
+        s = {source = 'default', title = default_title, created = m[5], updated = m[5],
              count = 0, channel = m[2]}
       end
       local ts = tonumber(m[4])
@@ -50,11 +46,11 @@ local function ingest_run(card_key, list, seen, index, channel_prefix, default_t
         s.updated = m[5]
       end
       s.count = s.count + 1
-      if s.source == '\6' and m[7] ~= '' then
+      if s.source == 'default' and m[7] ~= '' then
         local title = message_title(m[7], m[6])
         if title ~= '' then
           s.title = title
-          s.source = '\7'
+          s.source = 'auto'
         end
       end
       pushed[#pushed + 1] = m[6]
@@ -66,14 +62,14 @@ local function ingest_run(card_key, list, seen, index, channel_prefix, default_t
       replies[#replies + 1] = ''
     end
   end
-  if #pushed == 0 then return s, score end
+  if #pushed == 0 then return s, score, nil end
   local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
   for n = 2, #seen_pairs, 2 do seen_pairs[n] = before + seen_pairs[n] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
-  redis.call('SET', card_key, card_render(s))
+  local item = record_write(key, s)
   if score_text then
     redis.call('ZADD', index, score_text, id)
     redis.call('ZADD', channel_prefix .. s.channel, score_text, id)
   end
-  return s, score
+  return s, score, item
 end

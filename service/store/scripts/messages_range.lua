@@ -1,4 +1,4 @@
--- KEYS[1] card, KEYS[2] messages list
+-- KEYS[1] session, KEYS[2] messages list
 -- ARGV[1] first position, ARGV[2] most messages, ARGV[3] most bytes
 -- Returns {-1} for an unknown session, else {total messages, messages…}: from the first
 -- position on, fewer than asked when more would pass the bytes (one at least).

@@ -1,6 +1,10 @@
--- KEYS[1] card, KEYS[2] index, KEYS[3] meta
+-- KEYS[1] session, KEYS[2] index
 -- ARGV[1] session id
--- Returns {card, score, metadata or false}, or an empty table when unknown.
-local card = redis.call('GET', KEYS[1])
-if not card then return {} end
-return {card, redis.call('ZSCORE', KEYS[2], ARGV[1]), redis.call('GET', KEYS[3])}
+-- Returns {the record's fields and values, score}, or an empty table when unknown.
+--! include record.lua
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then
+  if not legacy_move(KEYS[1]) then return {} end
+  fields = redis.call('HGETALL', KEYS[1])
+end
+return {fields, redis.call('ZSCORE', KEYS[2], ARGV[1])}

@@ -1,7 +1,7 @@
 -- KEYS[1] index
 -- ARGV[1] folded query, ARGV[2] most hits, ARGV[3] most sessions to scan, ARGV[4] most
 -- messages to scan, ARGV[5] most bytes of stored messages to read, ARGV[6] messages key
--- prefix, ARGV[7] card key prefix, ARGV[8] '1' when the query reads the same inside a
+-- prefix, ARGV[7] session key prefix, ARGV[8] '1' when the query reads the same inside a
 -- JSON string (no quote, backslash or control character), so a stored message that does
 -- not hold it can be passed over undecoded, ARGV[9] score and ARGV[10] member of the
 -- session to go on from ('' both: from the most recent), ARGV[11] how many of that
@@ -10,8 +10,7 @@
 -- Walks sessions from the most recent, each session's messages from the newest, and
 -- stops at the first bound reached, in a session if need be. Returns {1 when every
 -- session was scanned else 0, score, member and scanned messages of where to go on,
--- then per hit: id, score, card, matching stored message or ''}.
---! include card.lua
+-- then per hit: id, score, item, matching stored message or ''}.
 --! include rank_after.lua
 ${FOLD_TABLE}
 -- An ASCII query can only match ASCII letters, whose case string.lower folds: the
@@ -51,8 +50,8 @@ while not spent() do
   for i = 1, #ranked, 2 do
     if spent() then break end
     local id, score = ranked[i], ranked[i + 1]
-    local card = redis.call('GET', ARGV[7] .. id)
-    local read_here, done, match = skip, card == false, nil
+    local title, item = unpack(redis.call('HMGET', ARGV[7] .. id, 'title', 'item'))
+    local read_here, done, match = skip, title == false, nil
     skip = 0
     sessions = sessions + 1
     -- Newest first, a slice at a time, so that large messages cannot overrun the bounds.
@@ -76,14 +75,14 @@ while not spent() do
       end
     end
     local title_hit = false
-    if card and done and not match then
-      title_hit = string.find(fold(cjson.decode(card_parse(card).title)), query, 1, true) ~= nil
+    if title and done and not match then
+      title_hit = string.find(fold(title), query, 1, true) ~= nil
     end
     if match or title_hit then
       found = found + 1
       hits[#hits + 1] = id
       hits[#hits + 1] = score
-      hits[#hits + 1] = card
+      hits[#hits + 1] = item
       hits[#hits + 1] = match or ''
     end
     hits[2], hits[3], hits[4] = score, id, (done or match) and 0 or read_here

@@ -1,16 +1,8 @@
 -- The auto title of ASCII content, in the script: as models.auto_title words and cuts it
 -- (the first 40 words; Python's ASCII whitespace includes bytes 28 to 31; cut at a word
--- to at most AUTO_TITLE_LENGTH characters, with an ellipsis) and as orjson writes it.
+-- to at most AUTO_TITLE_LENGTH characters, with an ellipsis).
 local auto_title_length = ${AUTO_TITLE_LENGTH}
 local derive_title = '${DERIVE_TITLE}'
-local json_short = {['"'] = '\\"', ['\\'] = '\\\\', ['\8'] = '\\b', ['\12'] = '\\f'}
-
-local function json_escape(c)
-  local byte = string.byte(c)
-  if byte == 127 then return c end
-  return json_short[c] or string.format('\\u%04x', byte)
-end
-
 local function ascii_title(content)
   local words = {}
   for word in string.gmatch(content, '[^%s\28-\31]+') do
@@ -25,12 +17,12 @@ local function ascii_title(content)
     if space then cut = string.sub(cut, 1, space - 1) end
     title = string.gsub(cut, '[ ,.;:%-]+$', '') .. '\226\128\166'
   end
-  return '"' .. string.gsub(title, '[%c"\\]', json_escape) .. '"'
+  return title
 end
 
--- The title JSON a message gives a session that has none ('' for none): as sent, or
+-- The title a message gives a session that has none ('' for none): sent as JSON, or
 -- worked out here from the stored message [id, role, content, ...].
 local function message_title(title, stored)
   if title == derive_title then return ascii_title(cjson.decode(stored)[3]) end
-  return title
+  return cjson.decode(title)
 end
