@@ -29,8 +29,9 @@ ERRORS = {
 }
 # Search, history, export and batch ingest are admitted per namespace (service/admission.py).
 ADMISSION = (
-    " Or this namespace already has expensive_concurrency searches, histories, exports "
-    "and batches running in this worker and as many waiting for a slot."
+    "Over the token's rate limit, or this namespace already has expensive_concurrency "
+    "searches, histories, exports and batches running in this worker and as many waiting "
+    "for a slot."
 )
 # A write whose reply from Redis was lost (service.store.OutcomeUnknown).
 OUTCOME_UNKNOWN = (
@@ -64,7 +65,7 @@ def errors(*codes: str, admitted: bool = False, write: bool = False) -> dict[str
     for code in ("401", "429", "503", *codes):
         description = ERRORS[code]
         if code == "429" and admitted:
-            description += ADMISSION
+            description = ADMISSION
         if code == "503" and write:
             description += OUTCOME_UNKNOWN
         response: dict[str, Any] = {"description": description, **json_body(ref("Error"))}
