@@ -4,11 +4,14 @@ Redis answers the commands of one connection in the order they came, so concurre
 requests can share one connection: each appends its packed commands and waits for
 as many replies, in turn. Commands sent in the same event-loop pass leave in few
 writes (FLUSH_EVERY at most a write), and replies that arrive together are parsed in
-one read. Measured on the list page, redis-py's pool (a connection checked out and
-back per request, its stream layers and a write per request) cost more CPU than the
-rest of the request.
+one read. This costs the worker less CPU per request than checking a connection out
+of redis-py's pool and back (docs/benchmarks.md has the figures).
 
-Only the request path uses the link; everything else goes through redis-py.
+What it does: RESP2 over TCP or a Unix socket, AUTH (user and password) and SELECT
+at connect, a deadline per round trip, and flow control: while the socket's buffer is
+full, commands wait in the link instead of the transport's buffer growing. What it
+does not: TLS, RESP3, Redis Cluster, client-side caching. :mod:`service.store.transport`
+uses redis-py for those.
 """
 
 from __future__ import annotations
@@ -111,6 +114,9 @@ class _Protocol(asyncio.Protocol):
         self.outgoing: list[bytes] = []
         self.lost = False
         self.timed_out = False
+        # The transport's buffer is above its high-water mark: write nothing more until
+        # it drains (the deadline still holds for the replies awaited).
+        self.paused = False
         self.watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -187,9 +193,17 @@ class _Protocol(asyncio.Protocol):
         else:
             self.watchdog = self.loop.call_at(overdue_at, self.watch)
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.flush()
+
     def flush(self) -> None:
-        if not self.outgoing:
-            # Written already, by the send that filled the batch.
+        if not self.outgoing or self.paused:
+            # Written already (by the send that filled the batch), or held until the
+            # transport drains (resume_writing flushes it).
             return
         data = b"".join(self.outgoing)
         self.outgoing.clear()

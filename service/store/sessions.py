@@ -85,9 +85,16 @@ class PageCommands(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1024)
+def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
+    """SORT of a page of ``zset`` in rank order with each session's id and item, up to
+    LIMIT's two numbers. SORT, not SORT_RO (Redis 7.0 and later): without STORE it only
+    reads, on 6.2 too."""
+    return ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", item_pattern, "LIMIT")
+
+
+@functools.lru_cache(maxsize=1024)
 def page_commands(zset: str, item_pattern: str) -> PageCommands:
-    # SORT, not SORT_RO (Redis 7.0 and later): without STORE it only reads, on 6.2 too.
-    sort = ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", item_pattern, "LIMIT")
+    sort = page_sort(zset, item_pattern)
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
@@ -218,6 +225,24 @@ class SessionStore:
         rest = [str(limit), "" if after else str(offset or 0), active_filter, str(cutoff)]
         return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.session_prefix])]
 
+    def _sorted_page_commands(
+        self, zset: str, item_pattern: str, start: int, limit: int, cutoff: int
+    ) -> list[Command]:
+        """ZCARD, ZCOUNT of the active and the SORT of the page: packed for the link
+        (their fixed arguments once per sorted set), as arguments for redis-py."""
+        if not self._transport.packs:
+            return [
+                ("ZCARD", zset),
+                ("ZCOUNT", zset, cutoff, "+inf"),
+                (*page_sort(zset, item_pattern), start, limit),
+            ]
+        page = page_commands(zset, item_pattern)
+        return [
+            page.total,
+            pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
+            pack_rest(page.sort, b"%d" % start, b"%d" % limit),
+        ]
+
     async def _sorted_page(
         self,
         keys: Keys,
@@ -234,12 +259,7 @@ class SessionStore:
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        page = page_commands(zset, keys.item_pattern)
-        commands: list[Command] = [
-            page.total,
-            pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
-            pack_rest(page.sort, b"%d" % start, b"%d" % limit),
-        ]
+        commands = self._sorted_page_commands(zset, keys.item_pattern, start, limit, cutoff)
         if after is not None:
             args = self._page_args(keys, limit, None, after, active, cutoff, start)
             commands.append(("EVALSHA", self._page.sha, 1, zset, *args))
@@ -281,7 +301,7 @@ class SessionStore:
             ]
         ).encode()
         stored = stored_message(message)
-        if self._transport.cluster:
+        if not self._transport.packs:
             return (*ingest_head(namespace, self._ingest.sha), fields, stored)
         return pack_rest(ingest_start(namespace, self._ingest.sha), fields, stored)
 

@@ -1,21 +1,26 @@
 """The store's one way to Redis: each call one round trip, under a deadline, with
 outages and refusals turned into :class:`StoreUnavailable`.
 
-Two paths carry the commands. The shared link (:mod:`service.redis_link`), one
-pipelined connection per worker, carries the cheap, frequent requests (pages and
-writes) of a plain TCP or Unix socket server. redis-py's client carries the rest:
-expensive steps (search, history, export) on pooled connections of their own, so
-that the link's queue never waits behind them; and everything on a Redis Cluster,
-where the cluster client routes each command by its keys (a namespace's keys share a
-slot). A lost connection is tried once more (:meth:`Transport.call`); a missing
-script is loaded and sent again (:meth:`Transport.script_command`).
+Two paths carry the commands, behind one :class:`Path` interface:
+
+- :class:`LinkPath`, the pipelined link (:mod:`service.redis_link`): one connection
+  per worker shared by every request, for a plain TCP or Unix socket server. It
+  speaks RESP2 with AUTH and SELECT, and does not do TLS or Redis Cluster.
+- :class:`ClientPath`, redis-py's public API (``pipeline()``): TLS, the cluster
+  client, and whatever else redis-py supports.
+
+Cheap, frequent requests (pages and writes) take the link where there is one.
+Expensive steps (search, history, export) take redis-py's pooled connections, so that
+the link's queue never waits behind them; a Redis Cluster takes redis-py for all.
+A lost connection is tried once more (:meth:`Transport.call`); a missing script is
+loaded and sent again (:meth:`Transport.script_command`, :meth:`Transport.pipelined`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
@@ -38,6 +43,71 @@ def raise_first_error(replies: Sequence[Any]) -> None:
             raise reply
 
 
+class Path(Protocol):
+    """A way to send commands to Redis, each exchange one round trip."""
+
+    async def exchange(self, commands: Sequence[Command]) -> list[Any]:
+        """The commands' replies in order; a failed command's error is its reply."""
+
+    async def transaction(self, commands: Sequence[Command]) -> list[Any]:
+        """The commands in MULTI/EXEC; their replies in order, errors as values."""
+
+    async def aclose(self) -> None: ...
+
+
+class LinkPath:
+    """The shared pipelined link; commands may come packed already (bytes)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+
+    async def exchange(self, commands: Sequence[Command]) -> list[Any]:
+        return await self._link.exchange(pack(commands), len(commands))
+
+    async def transaction(self, commands: Sequence[Command]) -> list[Any]:
+        # MULTI answers OK and each command QUEUED (or its refusal); EXEC every reply.
+        replies = await self.exchange([MULTI, *commands, EXEC])
+        raise_first_error(replies[:-1])
+        done = replies[-1]
+        if isinstance(done, Exception):
+            raise done
+        return list(done)
+
+    async def aclose(self) -> None:
+        await self._link.aclose()
+
+
+class ClientPath:
+    """redis-py's client, through its public pipeline API; commands are tuples."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self._client = client
+
+    async def exchange(self, commands: Sequence[Command]) -> list[Any]:
+        return await self._pipeline(commands, transaction=False)
+
+    async def transaction(self, commands: Sequence[Command]) -> list[Any]:
+        return await self._pipeline(commands, transaction=True)
+
+    async def _pipeline(self, commands: Sequence[Command], *, transaction: bool) -> list[Any]:
+        pipeline = (
+            self._client.pipeline()
+            if isinstance(self._client, RedisCluster)
+            else self._client.pipeline(transaction=transaction)
+        )
+        async with pipeline as pipe:
+            for command in commands:
+                assert isinstance(command, tuple), "redis-py takes commands as arguments"
+                # execute_command, not evalsha(): the cluster pipeline refuses methods
+                # whose keys could span slots, but routes a command by its keys.
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def aclose(self) -> None:
+        """The client is its owner's to close."""
+
+
 class Transport:
     def __init__(self, redis: RedisClient, timeout: float | None) -> None:
         """``timeout`` bounds each round trip as a whole; give it when the client itself
@@ -45,20 +115,27 @@ class Transport:
         self._redis = redis
         self._timeout = timeout
         self.cluster = isinstance(redis, RedisCluster)
-        self._pool = None if isinstance(redis, RedisCluster) else redis.connection_pool
-        self._link = (
-            None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis, timeout)
-        )
+        link = None if isinstance(redis, RedisCluster) else RedisLink.for_client(redis, timeout)
+        self._client_path = ClientPath(redis)
+        self._link_path = LinkPath(link) if link is not None else None
         self._initialized = not self.cluster
         self._init_lock = asyncio.Lock()
+
+    @property
+    def packs(self) -> bool:
+        """Whether shared calls go through the link, which takes commands packed."""
+        return self._link_path is not None
+
+    def _path(self, shared: bool) -> Path:
+        return self._link_path if shared and self._link_path is not None else self._client_path
 
     def register(self, source: str) -> AsyncScript:
         return self._redis.register_script(source)
 
     async def aclose(self) -> None:
         """Close the transport's own connection; the client passed in stays the caller's."""
-        if self._link is not None:
-            await self._link.aclose()
+        if self._link_path is not None:
+            await self._link_path.aclose()
 
     async def _initialize_cluster(self) -> None:
         """Learn the cluster's slots once, before any concurrent use.
@@ -117,7 +194,7 @@ class Transport:
     async def _round_trip(self, operation: Callable[[], Awaitable[T]], shared: bool) -> T:
         """``operation`` under its deadline: the shared link keeps its own (one watchdog
         per connection); other connections get one ``asyncio.timeout`` per round trip."""
-        if self._link is not None and shared:
+        if self._link_path is not None and shared:
             return await operation()
         async with asyncio.timeout(self._timeout):
             if not self._initialized:
@@ -132,11 +209,7 @@ class Transport:
         *,
         shared: bool = True,
     ) -> Awaitable[Any]:
-        """EVALSHA straight through the client, loading the script once if Redis lacks it.
-
-        redis-py's Script wrapper does the same behind two more layers of calls, which
-        show up in a profile of a list request.
-        """
+        """EVALSHA of ``script``, loading it once if Redis lacks it."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         return self.script_command(script, command, shared=shared)
 
@@ -144,7 +217,6 @@ class Transport:
         self, script: AsyncScript, command: Command, *, shared: bool = True
     ) -> Any:
         """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
-        # Not through _loading: every layer of coroutine is paid again per request.
         try:
             return (await self.exchange([command], shared=shared))[0]
         except redis_errors.NoScriptError:
@@ -167,44 +239,18 @@ class Transport:
             await self.exchange([("SCRIPT", "LOAD", script.script)])
 
     async def exchange(self, commands: Sequence[Command], *, shared: bool = True) -> list[Any]:
-        """Send ``commands`` in one write and read their replies: one round trip.
-
-        This is the request path's way to Redis: through the worker's shared link
-        (:mod:`service.redis_link`) when the client is a plain TCP or Unix socket one,
-        else through a pooled redis-py connection without its per-command layers
-        (retry wrapper, telemetry hooks, a task per write under a socket timeout).
-        Expensive steps (``shared=False``) take a pooled connection too, so that the
-        pages and writes pipelined on the link never wait behind them.
-        The deadline is the link's watchdog, or one ``asyncio.timeout`` around the
-        whole round trip (:meth:`_call`, which also tries a lost connection once more).
-        The cluster client sends one command.
-        """
-        link = self._link if shared else None
-        if link is not None:
-            replies = await link.exchange(pack(commands), len(commands))
-            raise_first_error(replies)
-            return replies
-        pool = self._pool
-        if pool is None:
-            assert len(commands) == 1, "the cluster path sends one command at a time"
-            return [await self._redis.execute_command(*commands[0])]
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(pack(commands), check_health=False)
-            return [await connection.read_response() for _ in commands]
-        except BaseException:
-            # Replies may be left unread: this connection cannot be used again.
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            await pool.release(connection)
+        """``commands`` in one round trip, their replies in order; the first error among
+        them raises. The deadline is :meth:`call`'s."""
+        replies = await self._path(shared).exchange(commands)
+        raise_first_error(replies)
+        return replies
 
     async def transaction(self, commands: Sequence[Command], script: AsyncScript) -> Any:
-        """MULTI/EXEC of ``commands``, loading ``script`` if an EVALSHA among them lacks it."""
+        """MULTI/EXEC of ``commands`` on the link, loading ``script`` if an EVALSHA among
+        them lacks it; the first error among the replies raises."""
 
         async def send() -> list[Any]:
-            # MULTI answers OK and each command QUEUED; EXEC answers with every reply.
-            replies: list[Any] = (await self.exchange([MULTI, *commands, EXEC]))[-1]
+            replies = await self._path(True).transaction(commands)
             raise_first_error(replies)
             return replies
 
@@ -237,13 +283,4 @@ class Transport:
 
     async def all_replies(self, commands: Sequence[Command]) -> list[Any]:
         """One round trip of independent commands; a failed command's error is its reply."""
-        if self._link is not None:
-            return await self._link.exchange(pack(commands), len(commands))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for command in commands:
-                # execute_command, not evalsha(): redis-py's cluster pipeline blocks the
-                # method (keys could span slots) but routes the command by its keys, and
-                # a namespace's keys share one slot.
-                pipe.execute_command(*command)
-            answers: list[Any] = await pipe.execute(raise_on_error=False)
-        return answers
+        return await self._path(True).exchange(commands)
