@@ -39,7 +39,7 @@ def open_redis(url: str, timeout: float, *, socket_timeout: bool = True) -> Redi
 
     With ``socket_timeout=False`` a single server's client only bounds connecting: the
     caller bounds each round trip itself (the store does, with one deadline per round
-    trip, which costs less than redis-py's per-read and per-write timers).
+    trip instead of redis-py's timer per read and per write).
 
     A URL redis-py cannot read raises :class:`ConfigError` for ``redis_url``.
     """

@@ -119,8 +119,8 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--appendonly", "yes",
             "--appendfsync", "everysec",
-            # A session record's longest values (its list item, a long title) fit a
-            # compact listpack hash up to this size: about a third less memory.
+            # A hash stays a compact listpack while each value is at most this size:
+            # large enough for a session record's list item and a long title.
             "--hash-max-ziplist-value", str(HASH_VALUE_BYTES),
             "--save", "",
             "--logfile", str(self.log_path),

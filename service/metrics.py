@@ -1,9 +1,10 @@
 """Prometheus metrics: plain counts in each process, summed across worker processes.
 
 Counting a request is a dict update and a bisect on plain Python numbers.
-prometheus-client's own metric objects take a lock per update and walk the buckets
-in Python; for every request that was a sixteenth of a list page's instructions.
-prometheus-client still writes the exposition text, from the counts, at scrape time.
+prometheus-client's own metric objects, which take a lock per update and walk the
+buckets in Python, stay off the request path: the counts change only on the event
+loop's thread, so they need no lock. prometheus-client still writes the exposition
+text, from the counts, at scrape time.
 
 With several workers the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a private
 folder before starting them. Each worker writes its counts there as it flushes its

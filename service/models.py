@@ -57,7 +57,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-# A time's ending by its milliseconds: formatting them was most of format_time's work.
+# A time's ending by its milliseconds, formatted once: every formatted time ends so.
 _MILLIS_ENDINGS = ("Z", *(f".{millis:03d}Z" for millis in range(1, 1000)))
 
 
@@ -69,7 +69,8 @@ def format_time(ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _second_text(seconds: int) -> str:
-    # strftime was an eighth of a batch ingest's time; messages cluster in few seconds.
+    # Cached by second: a batch's messages cluster in few seconds, so strftime runs
+    # once per second, not once per message.
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 

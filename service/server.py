@@ -186,9 +186,10 @@ async def run_server(
 
 
 # Requests allocate containers by the thousand (a batch's items, replies, answers) that
-# die with the request; at CPython's default threshold they were promoted and traversed
-# again in the older generations. Everything made at start (modules, the app) is frozen
-# out of collection.
+# die with the request: the young generation's threshold is high enough that most die
+# before a collection could promote them to the older generations, where they would be
+# traversed again. Everything made at start (modules, the app) is frozen out of
+# collection.
 YOUNG_GENERATION_THRESHOLD = 20_000
 
 
