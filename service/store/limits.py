@@ -17,15 +17,15 @@ PAGE_BYTES = 256 * 1024
 BATCH_CHUNK = 100
 
 # One search step's bounds: each step is one script call, and these keep it to about a
-# millisecond of Redis time whatever the messages hold (64 KiB each at most, and folding
-# non-ASCII text costs several times more per byte than ASCII).
+# millisecond of Redis time whatever the messages hold (64 KiB each at most).
 SEARCH_STEP_SESSIONS = 50
 
 SEARCH_STEP_MESSAGES = 400
 
 SEARCH_STEP_BYTES = 64 * 1024
 
-# A query beyond ASCII folds the case of every two-byte character it reads, in Lua.
+# A query beyond ASCII folds the case of every two-byte character it reads, in Lua, so
+# its step reads fewer bytes within the same bound.
 SEARCH_STEP_BYTES_FOLDED = 8 * 1024
 
 # Steps one request may take before it answers with a next_cursor.

@@ -8,8 +8,8 @@ shows them): ``title``, ``title_source`` (default, auto or user), ``channel``,
 ``metadata`` (JSON, only when set), and ``item``: the session's list item as JSON
 members, ``"title":…,"created_at":…,"updated_at":…,"message_count":…,"channel":…``.
 Every write keeps ``item`` true to the other fields, so that a page reads one field
-per session and joins it as it is (``{"id":…,<item>,"active":…}``); the page's
-Redis time is what chose this over reading five fields per session.
+per session (one GET pattern of its SORT) and joins it as it is
+(``{"id":…,<item>,"active":…}``).
 
 A stored message is the JSON array ``[id, role, content, timestamp_ms, metadata]``.
 """
@@ -185,7 +185,7 @@ class IngestResult:
         return b"".join(
             [
                 b'{"message":',
-                # A dict, not the dataclass: orjson reads a slotted dataclass twice as slowly.
+                # A dict, not the dataclass: orjson serialises a dict more cheaply.
                 orjson.dumps(self.message.as_dict()),
                 b',"session":',
                 session_json(

@@ -13,9 +13,7 @@
 -- needs: one rank, whose member and score are compared as the strings Redis answers
 -- and the cursor carries (scores are whole milliseconds, which Redis writes in plain
 -- digits; a cursor whose score reads otherwise only takes the longer way below); four
--- arguments, not eight (Redis makes a Lua string of each). That took redis-server's
--- instructions for a cursor page from 197-199 k to 179 k (callgrind on redis-server; a
--- first page costs it 145-148 k): two scalar reads with numbers parsed cost 184-186 k.
+-- arguments, not eight (Redis makes a Lua string of each).
 --! include fields.lua
 --! include rank_after.lua
 if ARGV[1] ~= '' then
