@@ -58,9 +58,8 @@ DISTINCT_PAGES = 1000
 
 # Every round of a case runs right after a round of its bare baseline, and each ratio
 # pairs the two, so that a burst of load from the host's neighbours falls on both; the
-# table gives the medians over the rounds (the bare baseline alone moved by 40 % within
-# one run, and by 0.1 in ratio between the first and the last case of one round). Many
-# short rounds: a burst spoils one round in nine, where it spoiled one in three.
+# table gives the medians over the rounds, since the bare baseline alone moves within
+# one run. Many short rounds, so that a burst spoils few of them.
 ROUNDS = 9
 
 
@@ -154,11 +153,10 @@ def used_memory(client: redis.Redis) -> int:
 
 # Clients reading pages at once when Redis time per page is measured, as that many
 # workers would: one coalescing worker sends Redis too few pages to keep it busy, and
-# an idle Redis answers each page from cold caches, up to three times slower.
+# an idle Redis answers each page from cold caches.
 PAGE_CLIENTS = 8
-# Redis time per page is the median of this many readings, each over its own window:
-# one window spoiled by the host's neighbours (a single 2 s reading once came to 42.9 µs
-# where the same pages' other readings were 33-36) no longer decides the figure.
+# Redis time per page is the median of this many readings, each over its own window,
+# so that one window spoiled by the host's neighbours does not decide the figure.
 PAGE_WINDOWS = 5
 PAGE_SECONDS = 0.5
 
@@ -437,16 +435,16 @@ async def store_messages(url: str, sessions: int, per_session: int, first: int =
     return stored / elapsed if first == 0 else stored
 
 
-# Enough clients to keep one worker busy: with two, each waiting for its answer before
-# sending again, the worker sat idle a quarter of the time (measured from /proc).
+# Enough clients to keep one worker busy: each waits for its answer before sending
+# again, so the worker has another client's batch to take meanwhile.
 BATCH_CLIENTS = 4
 BATCH_MARK = b"#BATCH#"
 
 
 def batch_body(worker: int) -> bytes:
     """A client's 1,000-message body, with BATCH_MARK where the batch number goes: the
-    bodies differ only in their message ids, and building each one anew (1,000 dicts
-    and a dump) took the client's process a tenth of a core."""
+    bodies differ only in their message ids, so each is built once (1,000 dicts and a
+    dump) and not per batch, leaving the client's core to the load it drives."""
     items = [
         {
             "session_id": f"batch{worker}-{n % 100}",

@@ -2,10 +2,9 @@
 
 Instructions per request, counted by valgrind's callgrind: the service and the bare
 baseline each run under callgrind, counting only while wrk drives them. Counts do
-not move with the machine's noise the way times do (the same build and load give the
-same count within a few percent), so two versions of the code can be compared on a
-busy two-core machine. What a count leaves out: time spent waiting on memory and in
-the kernel, which wall-clock runs (``python -m bench``) include.
+not move with the machine's noise the way times do, so two versions of the code can
+be compared on a busy two-core machine. What a count leaves out: time spent waiting
+on memory and in the kernel, which wall-clock runs (``python -m bench``) include.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from .baseline import LIST_PATH
 from .load import CONNECTIONS, FIRST_PAGE, INGEST_FORMAT, ensure_wrk, ingest_script, pages_script
 from .servers import TOKEN, Managed, RedisServer, ServiceServer, free_port
 
-# Under callgrind a Python process starts about fifty times slower.
+# Under callgrind a Python process starts many times slower than it does alone.
 START_TIMEOUT = 180.0
 WARM_UP_SECONDS = 3
 

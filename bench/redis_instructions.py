@@ -3,9 +3,9 @@
 Instructions redis-server executes per list page and per single ingest, counted by
 valgrind's callgrind while the store sends them one at a time: the measure
 ``bench.instructions`` takes of the service, taken of Redis's side. Redis time per page
-(``INFO commandstats``, in ``python -m bench``) moves with the host's load by a third
-from one run to the next; a count moves by about 1 %, so two versions of a script can
-be told apart. Like any count, it leaves out waiting on memory.
+(``INFO commandstats``, in ``python -m bench``) moves with the host's load from one
+run to the next, and a count hardly does, so two versions of a script can be told
+apart. Like any count, it leaves out waiting on memory.
 """
 
 from __future__ import annotations

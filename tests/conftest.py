@@ -25,8 +25,8 @@ from service.store import RedisClient, SessionStore
 
 from redis_process import RedisProcess
 
-# Property tests are judged by their examples, never by the clock: hypothesis's default
-# 200 ms deadline per example failed a page-assembly test once on a busy host.
+# Property tests are judged by their examples, never by the clock: a busy host slows
+# any example, and hypothesis's deadline per example would fail it for that.
 hypothesis_settings.register_profile(
     "chatsessions", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -89,8 +89,8 @@ async def test_seeded_sessions_are_what_the_store_writes(redis_server: RedisProc
         assert (first.message_count, first.active) == (3, True)
         telegram = await store.list_sessions("default", limit=50, now=now, channel="telegram")
         assert telegram.total == 15
-        # Index, channel index and cards agree, as the store's own writes leave them; the
-        # seed stores no messages behind the counts on its cards (the list needs none).
+        # Index, channel index and records agree, as the store's own writes leave them; the
+        # seed stores no messages behind the counts of its records (the list needs none).
         report = await InvariantChecker(client).check("default")
         assert report.sessions == 30
         assert sorted(report.problems) == [
