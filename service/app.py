@@ -44,8 +44,8 @@ MIGRATION_ROUND_TRIPS = 100
 async def migrate_first_release(
     client: RedisClient, settings: Settings, budget: float | None = None
 ) -> None:
-    """Cards of the first release move to this layout, namespace by namespace, while
-    the service serves; ``budget`` seconds per namespace (default: a hundred
+    """Sessions stored by earlier releases move to this layout, namespace by namespace,
+    while the service serves; ``budget`` seconds per namespace (default: a hundred
     redis_timeouts)."""
     if budget is None:
         budget = settings.redis_timeout * MIGRATION_ROUND_TRIPS
@@ -61,10 +61,12 @@ async def migrate_first_release(
             reason = (type(error).__name__, error)
         else:
             if moved:
-                log.info("moved %d first-release sessions of namespace %s", moved, namespace)
+                log.info(
+                    "moved %d sessions of namespace %s from an earlier release", moved, namespace
+                )
             continue
         log.warning(
-            "could not move first-release sessions of namespace %s yet (%s: %s); they move "
+            "could not move earlier-release sessions of namespace %s yet (%s: %s); they move "
             "at the next start or with: chatsessions migrate",
             namespace,
             *reason,

@@ -210,15 +210,15 @@ async def test_the_migrate_command_moves_each_namespace_once(own_redis: RedisPro
         only = await asyncio.to_thread(migrate, own_redis.url, "--namespace", "third")
         assert only.returncode == 0, only.stderr
         assert only.stdout.splitlines() == [
-            "[1/1] namespace third: 3 first-release sessions moved",
+            "[1/1] namespace third: 3 sessions of an earlier release moved",
             "done: 3 sessions moved in 1 namespace",
         ]
         first = await asyncio.to_thread(migrate, own_redis.url)
         assert first.returncode == 0, first.stderr
         assert first.stdout.splitlines() == [
-            "[1/3] namespace default: 2 first-release sessions moved",
-            "[2/3] namespace tenant: 1 first-release session moved",
-            "[3/3] namespace third: 0 first-release sessions moved",
+            "[1/3] namespace default: 2 sessions of an earlier release moved",
+            "[2/3] namespace tenant: 1 session of an earlier release moved",
+            "[3/3] namespace third: 0 sessions of an earlier release moved",
             "done: 3 sessions moved in 3 namespaces",
         ]
         for namespace in ("default", "tenant", "third"):
@@ -259,7 +259,7 @@ async def test_migrate_finds_the_embedded_redis_running_or_not(tmp_path: Path) -
             await client.aclose()
         running = await asyncio.to_thread(migrate_in, tmp_path)
         assert running.returncode == 0, running.stderr
-        assert "[2/2] namespace tenant: 2 first-release sessions moved" in running.stdout
+        assert "[2/2] namespace tenant: 2 sessions of an earlier release moved" in running.stdout
         # The command used serve's redis-server and started none of its own.
         socket_path = tmp_path / "data" / "redis.sock"
         assert len(await asyncio.to_thread(redis_servers_on, socket_path)) == 1

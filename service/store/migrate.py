@@ -95,7 +95,13 @@ async def move_cards(
             return moved
 
 
-async def migrate_legacy_cards(redis: RedisClient, namespace: str, batch: int = BATCH) -> int:
-    """Every earlier layout of a namespace moved to session hashes; how many moved."""
+async def migrate_legacy_cards(
+    redis: RedisClient,
+    namespace: str,
+    batch: int = BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Every earlier layout of a namespace moved to session hashes; how many moved.
+    ``progress`` is told the ranks read and sessions moved after each batch of cards."""
     first = await migrate_first_release(redis, namespace, batch)
-    return first + await move_cards(redis, namespace, batch)
+    return first + await move_cards(redis, namespace, batch, progress)
