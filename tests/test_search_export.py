@@ -273,7 +273,8 @@ async def test_search_reads_a_bounded_number_of_bytes_per_request(api: Api) -> N
     assert ids == ["target"]
 
 
-async def test_history_pages_are_bounded_in_bytes_and_page_on_exactly(api: Api) -> None:
+async def ingest_large_session(api: Api) -> None:
+    """Session "big": twelve messages m0..m11 of 60,000 characters, in one batch."""
     big = "y" * 60_000
     batch = [
         {
@@ -287,6 +288,10 @@ async def test_history_pages_are_bounded_in_bytes_and_page_on_exactly(api: Api) 
     ]
     status, _ = await api.call("POST", "/api/messages", json={"messages": batch})
     assert status == 200
+
+
+async def test_history_pages_are_bounded_in_bytes_and_page_on_exactly(api: Api) -> None:
+    await ingest_large_session(api)
     pages: list[list[str]] = []
     path = "/api/sessions/big/messages?limit=50"
     while True:
@@ -303,18 +308,7 @@ async def test_history_pages_are_bounded_in_bytes_and_page_on_exactly(api: Api) 
 
 
 async def test_export_of_large_messages_has_every_message_in_order(api: Api) -> None:
-    big = "z" * 60_000
-    batch = [
-        {
-            "session_id": "big",
-            "channel": "web",
-            "role": "user",
-            "content": f"{n}{big}",
-            "id": f"m{n}",
-        }
-        for n in range(12)
-    ]
-    await api.call("POST", "/api/messages", json={"messages": batch})
+    await ingest_large_session(api)
     async with api.client.get(
         "/api/sessions/big/export?format=json", headers=api.tokens.header("reader")
     ) as response:
