@@ -34,9 +34,7 @@ Command = tuple[Any, ...] | bytes
 def pack(commands: Sequence[Command]) -> bytes:
     """Commands in the Redis protocol; arguments are bytes, str or int.
 
-    hiredis packs each command in C: redis-py's packer (every argument type, large-value
-    chunking) took a third of a page's client time, and packing in Python here still
-    cost a single ingest 8 µs for its fourteen arguments, against 3.5 in C.
+    hiredis packs each command in C; a command packed already (bytes) goes as it is.
     """
     if len(commands) == 1:
         # A single command, as an ingest or a script page sends, needs no join.
@@ -78,13 +76,9 @@ class ConnectFailed(redis_errors.ConnectionError):
 
 FEED_BYTES = 8192
 
-# Sends gathered into one write at most. Gathering a whole event-loop pass saves writes,
-# but Redis then starts on none of the pass's commands until the pass ends: under single
-# ingests that was 13 scripts a write, over half a millisecond of Redis work begun late,
-# and the worker idle a tenth of the time. Measured with wrk against one worker
-# (alternating rounds, ingest req/s against the bare baseline): a whole pass 0.42-0.47,
-# every send written at once 0.47-0.54, at most 2 to 8 a write 0.49-0.55. Distinct list
-# pages were no worse at 4 than with a whole pass. See docs/benchmarks.md.
+# Sends gathered into one write at most: fewer writes than one per send, while Redis
+# starts on a pass's first commands before the pass ends (docs/benchmarks.md has how
+# the number was chosen).
 FLUSH_EVERY = 4
 
 
@@ -100,8 +94,7 @@ class _Protocol(asyncio.Protocol):
     """The connection's state; ``deadline`` bounds how long any caller waits for replies.
 
     One watchdog timer per connection enforces the deadline, instead of a timer per
-    round trip: an ``asyncio.timeout`` cost 7 µs a call here, a few percent of a list
-    request. The watchdog sleeps until the oldest waiter's deadline; if that waiter is
+    round trip. The watchdog sleeps until the oldest waiter's deadline; if that waiter is
     still there, Redis has stopped answering and the connection is dropped.
     """
 
@@ -125,8 +118,8 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # Fed a slice at a time: hiredis moves its unread bytes to the front of its buffer
-        # after each reply past the first kilobyte, so one large read of many pages fed
-        # whole was copied over and over (a tenth of a list request's instructions).
+        # after each reply past the first kilobyte, so a large read fed whole would be
+        # copied again after every reply.
         reader = self.reader
         for start in range(0, len(data), FEED_BYTES):
             reader.feed(data, start, min(FEED_BYTES, len(data) - start))

@@ -74,8 +74,7 @@ from .types import (
 
 class PageCommands(NamedTuple):
     """A sorted set's page commands (SessionStore._sorted_page), packed as far as they
-    are the same for every page: hiredis formats each argument with a sprintf, which
-    was a fortieth of a page read alone."""
+    are the same for every page: each page packs only its own numbers."""
 
     total: bytes
     # ZCOUNT's start, to end with the active cutoff and +inf
@@ -285,9 +284,9 @@ class SessionStore:
     def _ingest_command(
         self, namespace: str, session_id: str, message: MessageIn, timestamp: str
     ) -> Command:
-        """INGEST's call: its key and the namespace's prefixes packed once (hiredis formats
-        every argument anew, a twentieth of a single ingest's instructions), then the
-        message's two arguments; as arguments for the cluster client, which packs itself.
+        """INGEST's call: its key and the namespace's prefixes packed once per namespace
+        (they are the same for every message), then the message's two arguments; as
+        arguments for redis-py, which packs itself.
         ``timestamp`` is the message's time as text."""
         fields = FIELDS_SEPARATOR.join(
             [

@@ -141,9 +141,8 @@ class Transport:
         """Learn the cluster's slots once, before any concurrent use.
 
         redis-py's asyncio cluster client, first used by many requests at once, opens
-        and closes node connections under each other and never recovers (measured
-        here: thousands of 'Connection closed' and closed-transport errors out of
-        6,400 pages); initialised first, the same load runs clean.
+        and closes node connections under each other and does not recover; initialised
+        first, it does not happen.
         """
         async with self._init_lock:
             if not self._initialized:
