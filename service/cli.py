@@ -35,6 +35,7 @@ from .settings import (
 )
 from .startup import StartupError, replace_generated_token
 from .store import InvariantChecker, migrate_legacy_cards
+from .transfer import run_export
 from .workers import Supervisor
 
 log = logging.getLogger("chatsessions")
@@ -269,6 +270,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a namespace as NDJSON (service/ndjson.py) to a file or standard output."""
+    settings = load_settings(args.config)
+    with redis_for_command(settings, args.redis_url) as url:
+        return run_export(url, settings, args.namespace, args.updated_since, args.file)
+
+
 CONFIG_HELP = "TOML config file (default: $CHATSESSIONS_CONFIG, else none)"
 REDIS_URL_HELP = (
     "Redis to work on (default: the configured redis_url, else the embedded redis-server "
@@ -332,6 +340,28 @@ def build_parser() -> argparse.ArgumentParser:
         "namespace found in Redis)",
     )
     migrate.set_defaults(run=cmd_migrate)
+
+    export = commands.add_parser(
+        "export",
+        help="write a namespace as NDJSON, one session per line with its messages",
+        description="Write a namespace as NDJSON (format: docs/operations.md, Export), most "
+        "recently active session first. A FILE is written whole or not at all.",
+    )
+    export.add_argument("--config", help=CONFIG_HELP)
+    export.add_argument("--redis-url", help=REDIS_URL_HELP)
+    export.add_argument(
+        "--namespace", help="namespace to export (default: the configured default_namespace)"
+    )
+    export.add_argument(
+        "--updated-since",
+        metavar="T",
+        help="only sessions updated at or after T: an RFC 3339 time (UTC when it has no "
+        "zone) or epoch seconds",
+    )
+    export.add_argument(
+        "file", nargs="?", metavar="FILE", help="where to write it; - or none: standard output"
+    )
+    export.set_defaults(run=cmd_export)
 
     token = commands.add_parser("token", help="make and hash API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from . import handlers
+from . import export_handlers, handlers
 from .admission import Admission
 from .appkeys import ROUTE_SCOPES, SETTINGS
 from .auth import DELETE, READ, WRITE
@@ -57,5 +57,6 @@ def setup_routes(app: web.Application) -> None:
     add("POST", SESSION + "/title", handlers.set_title, WRITE)
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
     add("GET", SESSION + "/export", admitted(handlers.export_session), READ)
+    add("GET", "/api/export", admitted(export_handlers.export_namespace), READ)
     # Last: whatever no route above takes.
     app.router.add_route("*", "/{path:.*}", edge(app, unmatched, UNMATCHED))

@@ -128,6 +128,7 @@ def test_admitted_routes_document_their_429(settings: Settings) -> None:
         ("get", "/api/sessions/search"),
         ("get", "/api/sessions/{session_id}/messages"),
         ("get", "/api/sessions/{session_id}/export"),
+        ("get", "/api/export"),
         ("post", "/api/messages"),
     }
     for method, path, spec in api_operations(document):

@@ -506,6 +506,33 @@ PATHS: dict[str, Any] = {
             admitted=True,
         ),
     },
+    "/api/export": {
+        "get": operation(
+            "The namespace as NDJSON: a header line, then one session a line with its "
+            "messages, most recently active first.",
+            "sessions:read",
+            {
+                "200": {
+                    "description": "chatsessions-ndjson version 1 (docs/operations.md, "
+                    "Export), streamed in bounded steps as the client reads; when Redis "
+                    "fails after it began, the answer is cut short (its chunked body never "
+                    "ends), never closed as if whole.",
+                    "headers": {"Content-Disposition": {"schema": STRING}},
+                    "content": {"application/x-ndjson": {"schema": STRING}},
+                }
+            },
+            ("422",),
+            parameters=[
+                query(
+                    "updated_since",
+                    STRING,
+                    "Only sessions updated at or after this time: RFC 3339 (UTC when it has "
+                    "no zone) or epoch seconds.",
+                )
+            ],
+            admitted=True,
+        ),
+    },
     "/api/openapi.json": {
         "get": operation("This document.", None, ok("200", "OpenAPI 3.1.", OBJECT), ()),
     },

@@ -23,7 +23,8 @@ class SessionRecord:
     id: str
     channel: str
     title: str
-    # "user" for a title a person set (never replaced by an auto title), else "auto".
+    # "user" for a title a person set (never replaced by an auto title), "auto" for one
+    # from the first user message, "default" for none yet.
     title_source: str
     created_at_ms: int
     updated_at_ms: int
