@@ -244,11 +244,17 @@ async def migrate_namespaces(
         names = namespaces or sorted(configured | set(await InvariantChecker(client).namespaces()))
         total = 0
         for position, namespace in enumerate(names, 1):
-            moved = await migrate_legacy_cards(client, namespace)
+            label = f"[{position}/{len(names)}] namespace {namespace}"
+
+            def progress(read: int, moved: int, label: str = label) -> None:
+                if sys.stdout.isatty():
+                    print(f"\r{label}: {read} read, {moved} moved", end="", flush=True)
+
+            moved = await migrate_legacy_cards(client, namespace, progress=progress)
             total += moved
+            end = "\r" if sys.stdout.isatty() else ""
             print(
-                f"[{position}/{len(names)}] namespace {namespace}: "
-                f"{plural(moved, 'first-release session')} moved",
+                f"{end}{label}: {plural(moved, 'session')} of an earlier release moved",
                 flush=True,
             )
         print(f"done: {plural(total, 'session')} moved in {plural(len(names), 'namespace')}")
@@ -258,7 +264,8 @@ async def migrate_namespaces(
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Move the first release's sessions to this release's layout; safe to run again."""
+    """Move sessions stored by earlier releases to this release's layout; safe to run
+    again, and while serve is up."""
     settings = load_settings(args.config)
     configured = {settings.default_namespace, *(t.namespace for t in settings.tokens)}
     for namespace in args.namespace or []:
@@ -327,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser(
         "migrate",
-        help="move first-release sessions to this release's layout",
+        help="move sessions stored by earlier releases to this release's layout",
         description="Move sessions written by the first release to this release's layout. "
         "Safe to run again, and while serve runs.",
     )
