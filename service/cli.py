@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser(
         "migrate",
         help="move sessions stored by earlier releases to this release's layout",
-        description="Move sessions written by the first release to this release's layout. "
+        description="Move sessions written by earlier releases to this release's layout. "
         "Safe to run again, and while serve runs.",
     )
     migrate.add_argument("--config", help=CONFIG_HELP)

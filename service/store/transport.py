@@ -216,14 +216,12 @@ class Transport:
         self, script: AsyncScript, command: Command, *, shared: bool = True
     ) -> Any:
         """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
-        try:
-            return (await self.exchange([command], shared=shared))[0]
-        except redis_errors.NoScriptError:
-            await self.load(script)
-            return (await self.exchange([command], shared=shared))[0]
+        replies = await self._loading(script, lambda: self.exchange([command], shared=shared))
+        return replies[0]
 
     async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
-        """``send()``, and once more after loading ``script`` if Redis did not have it."""
+        """``send()``, and once more after loading ``script`` if Redis did not have it (a
+        new or restarted server): the one way a call meets a missing script."""
         try:
             return await send()
         except redis_errors.NoScriptError:
