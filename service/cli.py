@@ -119,13 +119,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return code
 
 
+CANCEL_AGAIN_AFTER = 0.1
+
+
+def prepare_interruptibly(settings: Settings) -> Settings:
+    """:func:`prepare` in an event loop of its own, where SIGINT or SIGTERM cancels it and
+    is then raised as :class:`Interrupted`: raised by a signal handler in the middle of
+    the loop's own work, it would leave connections half made for the loop to trip on."""
+
+    async def guarded() -> Settings:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        received: list[signal.Signals] = []
+
+        def cancel(signum: signal.Signals) -> None:
+            received.append(signum)
+            cancel_until_done()
+
+        def cancel_until_done() -> None:
+            # Again until it ends: redis-py may swallow a cancellation while it connects.
+            if not task.done():
+                task.cancel()
+                loop.call_later(CANCEL_AGAIN_AFTER, cancel_until_done)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, cancel, signum)
+        try:
+            return await prepare(settings)
+        except asyncio.CancelledError:
+            if received:
+                raise Interrupted(received[0].name) from None
+            raise
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        return asyncio.run(guarded())
+    finally:
+        _handle_signals(_interrupt)
+
+
 def start_and_serve(stack: ExitStack, settings: Settings, sockets: list[socket.socket]) -> int:
     """Start the embedded redis-server (on ``stack``) unless a URL is set, settle Redis and
     the token, then serve in this process or in workers until a signal."""
     if settings.redis_url is None:
         embedded = stack.enter_context(EmbeddedRedis(settings.data_dir))
         settings = replace(settings, redis_url=embedded.url)
-    settings = asyncio.run(prepare(settings))
+    settings = prepare_interruptibly(settings)
     if settings.workers > 1:
         return Supervisor(settings).run()
     run_event_loop(settings, sockets)

@@ -36,12 +36,13 @@ def serve_env(env: dict[str, str] | None = None) -> dict[str, str]:
 def run_serve_to_exit(
     directory: Path, env: dict[str, str], *args: str, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    """``chatsessions serve`` that is expected to exit by itself (a start-up failure)."""
+    """``chatsessions serve`` that is expected to exit by itself (a start-up failure), on
+    a free port unless ``env`` names one: never the machine's 8000, which may be taken."""
     directory.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "service", "serve", *args],
         cwd=directory,
-        env=serve_env(env),
+        env=serve_env({"CHATSESSIONS_PORT": str(free_port()), **env}),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
