@@ -168,8 +168,8 @@ def test_writes_document_the_outcome_unknown_503_as_the_service_words_it() -> No
 
 async def test_search_answers_the_fields_the_document_gives(api: Api) -> None:
     schema = load()["components"]["schemas"]["SearchResults"]
-    for session_id in ("older", "newer"):
-        await api.ingest(session_id, content="documented prime")
+    for session_id, timestamp in (("older", 1_700_000_000), ("newer", 1_700_000_060)):
+        await api.ingest(session_id, content="documented prime", timestamp=timestamp)
     status, first = await api.call("GET", "/api/sessions/search?q=prime&limit=1")
     assert status == 200, first
     assert set(first) == set(schema["properties"]) == set(schema["required"])
