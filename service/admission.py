@@ -1,7 +1,7 @@
 """Admission of expensive requests: at most ``limit`` of one namespace's expensive
-requests (search, history, export, batch ingest) run at once in a worker, as many
-more wait for a slot, and one more answers 429 with Retry-After at once, before it
-reaches Redis.
+requests (search, history, export, batch ingest) run at once in a worker,
+WAITING_PER_SLOT times as many more wait for a slot, and one more answers 429 with
+Retry-After at once, before it reaches Redis.
 
 Each of these requests holds Redis and the worker far longer than a page of the list.
 Counted per namespace, a namespace that floods them gets ``limit`` running at a time
@@ -10,8 +10,10 @@ own slots free and Redis between the flood's steps. Waiting, not refusing, is wh
 holds a flood back: a client that sends its next request when the last is answered
 is slowed to the pace of its namespace's slots, where a refusal at once would send
 it round again to spend the worker's time on refusals. A wait is bounded in time
-(``wait``) and in length (``limit`` waiters), so a flood cannot pile up requests in
-the worker; beyond either the answer is 429.
+(``wait``) and in length, so a flood cannot pile up requests in the worker; beyond
+either the answer is 429. The queue is longer than the slots so that the usual
+flood, a few clients each sending its next request when the last is answered, waits
+instead of turning refused requests round at the worker's expense.
 
 The count lives in the worker, with no Redis round trip, so with N workers a namespace
 runs at most N times ``limit`` at once. A slot is held until the handler returns (an
@@ -30,6 +32,9 @@ from aiohttp import web
 from .appkeys import PRINCIPAL
 from .errors import ApiError
 from .handlers import Handler
+
+# Requests that may wait for each slot.
+WAITING_PER_SLOT = 4
 
 
 @dataclass(slots=True)
@@ -50,8 +55,8 @@ class Admission:
         self._headers = {"Retry-After": str(retry_after)}
         self._detail = (
             f"This namespace already has {limit} searches, histories, exports or batches "
-            f"running on this server and {limit} waiting; retry after the pause that "
-            "Retry-After gives."
+            f"running on this server and {WAITING_PER_SLOT * limit} waiting; retry after the "
+            "pause that Retry-After gives."
         )
         # A namespace with nothing running is not kept.
         self._slots: dict[str, _Slots] = {}
@@ -84,7 +89,7 @@ class Admission:
         if slots.running < self.limit:
             slots.running += 1
             return
-        if len(slots.waiting) >= self.limit:
+        if len(slots.waiting) >= WAITING_PER_SLOT * self.limit:
             raise ApiError(429, self._detail, self._headers)
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         slots.waiting.append(granted)

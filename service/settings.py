@@ -67,8 +67,8 @@ class Settings:
     rate_limit: float = 0.0
     retry_after: int = 1
     # Expensive requests (search, history, export, batch ingest) of one namespace that
-    # one worker runs at once; as many more wait, beyond that 429 (service/admission.py).
-    expensive_concurrency: int = 4
+    # one worker runs at once; four times as many wait, beyond that 429 (service/admission.py).
+    expensive_concurrency: int = 2
     # Seconds a connection may take to deliver a request (or idle between two) before
     # it is closed: the guard against clients that trickle their headers in.
     client_timeout: float = 15.0

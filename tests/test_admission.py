@@ -1,7 +1,7 @@
 """Per-namespace admission of expensive requests (issue 19 item 1): beyond
 ``expensive_concurrency`` of one namespace's searches, histories, exports and batches at
-once in a worker, as many more wait for a slot and the next answers 429 with
-Retry-After, while another namespace's requests go on."""
+once in a worker, WAITING_PER_SLOT times as many more wait for a slot and the next
+answers 429 with Retry-After, while another namespace's requests go on."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from fault_proxy import FaultProxy, both, named, touching
 
-from service.admission import Admission
+from service.admission import WAITING_PER_SLOT, Admission
 from service.app import create_app
 from service.appkeys import PRINCIPAL
 from service.auth import Principal
@@ -43,8 +43,9 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_namespace_runs_its_slots_queues_as_many_and_refuses_more() -> None:
+async def test_a_namespace_runs_its_slots_queues_more_and_refuses_beyond() -> None:
     gate = Admission(2, retry_after=3, wait=HANG_GUARD)
+    queue = 2 * WAITING_PER_SLOT
     release = asyncio.Event()
     started: list[str] = []
 
@@ -54,9 +55,9 @@ async def test_a_namespace_runs_its_slots_queues_as_many_and_refuses_more() -> N
         return web.Response(text="done")
 
     admitted = gate.admitted(slow)
-    b = [asyncio.ensure_future(admitted(request_of("b", str(n)))) for n in range(4)]
+    b = [asyncio.ensure_future(admitted(request_of("b", str(n)))) for n in range(2 + queue)]
     await settle()
-    assert (gate.running("b"), gate.waiting("b")) == (2, 2)
+    assert (gate.running("b"), gate.waiting("b")) == (2, queue)
     assert started == ["0", "1"]
     with pytest.raises(ApiError) as refused:
         await admitted(request_of("b"))
@@ -71,7 +72,7 @@ async def test_a_namespace_runs_its_slots_queues_as_many_and_refuses_more() -> N
     for response in await asyncio.gather(*b, a):
         assert response.status == 200
     # b's waiters ran in the order they came, each on a slot given back.
-    assert started == ["0", "1", "a", "2", "3"]
+    assert started == ["0", "1", "a", *(str(n) for n in range(2, 2 + queue))]
     assert (gate.running("a"), gate.running("b"), gate.waiting("b")) == (0, 0, 0)
 
 
@@ -136,7 +137,7 @@ async def client(
 ) -> AsyncIterator[TestClient[Any, Any]]:
     # Replies held for as long as the test needs must not trip the Redis deadline.
     served = replace(settings, redis_url=fault_proxy.url, redis_timeout=HANG_GUARD)
-    assert served.expensive_concurrency == 4
+    assert served.expensive_concurrency == 2
     async with TestClient(TestServer(create_app(served))) as opened:
         yield opened
 
@@ -196,8 +197,8 @@ async def test_a_flooding_namespace_is_refused_beyond_its_slots_and_others_go_on
     held = fault_proxy.hold(touching("{other}:"))
     flood = [asyncio.create_task(send(client, tokens, B, *expensive(n))) for n in range(16)]
     await wait_until(
-        lambda: sum(task.done() for task in flood) == 8 and held.fired == 4,
-        "8 of b's 16 requests refused while 4 wait on Redis and 4 for a slot",
+        lambda: sum(task.done() for task in flood) == 6 and held.fired == 2,
+        "6 of b's 16 requests refused while 2 wait on Redis and 8 for a slot",
     )
     for task in flood:
         if task.done():
@@ -216,14 +217,14 @@ async def test_a_flooding_namespace_is_refused_beyond_its_slots_and_others_go_on
         for n in range(1, 5)
     ]
     await wait_until(lambda: reached.fired >= 4, "a's four expensive requests reach Redis")
-    # b's eight are still running or waiting all along: a was admitted beside them.
-    assert sum(task.done() for task in flood) == 8
+    # b's ten are still running or waiting all along: a was admitted beside them.
+    assert sum(task.done() for task in flood) == 6
     fault_proxy.release()
     for status, _, body in await asyncio.gather(*theirs, *pages):
         assert status == 200, body
     statuses = sorted([(await task)[0] for task in flood])
-    # The four that waited ran once slots were given back.
-    assert statuses == [200] * 8 + [429] * 8
-    # The slots came back: b may run four at once again.
+    # The eight that waited ran once slots were given back.
+    assert statuses == [200] * 10 + [429] * 6
+    # The slots came back: b may run its requests again.
     again = await asyncio.gather(*(send(client, tokens, B, *expensive(n)) for n in range(4)))
     assert [status for status, _, _ in again] == [200] * 4

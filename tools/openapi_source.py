@@ -30,8 +30,8 @@ ERRORS = {
 # Search, history, export and batch ingest are admitted per namespace (service/admission.py).
 ADMISSION = (
     "Over the token's rate limit, or this namespace already has expensive_concurrency "
-    "searches, histories, exports and batches running in this worker and as many waiting "
-    "for a slot."
+    "searches, histories, exports and batches running in this worker and four times as "
+    "many waiting for a slot."
 )
 # A write whose reply from Redis was lost (service.store.OutcomeUnknown).
 OUTCOME_UNKNOWN = (
@@ -96,10 +96,10 @@ def operation(
     notes = [f"Needs the `{scope}` scope."] if scope else []
     if admitted:
         notes.append(
-            "Admitted per namespace: at most `expensive_concurrency` (default 4) of a "
+            "Admitted per namespace: at most `expensive_concurrency` (default 2) of a "
             "namespace's searches, histories, exports and batches run at once in a worker, "
-            "as many more wait for a slot (at most `redis_timeout`), and beyond that the "
-            "answer is 429 with Retry-After."
+            "four times as many more wait for a slot (at most `redis_timeout`), and beyond "
+            "that the answer is 429 with Retry-After."
         )
     if description:
         notes.append(description)
