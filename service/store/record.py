@@ -197,9 +197,16 @@ class IngestResult:
 
 
 def stored_message(message: MessageIn) -> bytes:
-    return orjson.dumps(
-        [message.id, message.role, message.content, message.timestamp_ms, message.metadata]
+    return stored_of(
+        message.id, message.role, message.content, message.timestamp_ms, message.metadata
     )
+
+
+def stored_of(
+    message_id: str, role: str, content: str, timestamp_ms: int, metadata: dict[str, Any] | None
+) -> bytes:
+    """A stored message from its parts: how ingest and restore both write one."""
+    return orjson.dumps([message_id, role, content, timestamp_ms, metadata])
 
 
 def message_of(stored: bytes) -> Message:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, cast
 import orjson
 
 from ..coalesce import Coalescer
+from ..importers.records import SessionRecord
 from ..models import DEFAULT_TITLE, MessageIn, format_time
 from ..redis_link import Command, pack, pack_rest, pack_start
 from .cursor import (
@@ -55,6 +56,7 @@ from .record import (
     session_of,
     session_of_fields,
     stored_message,
+    stored_of,
     text_of,
 )
 from .scripts import script_text
@@ -65,6 +67,7 @@ from .types import (
     MessagePage,
     PageQuery,
     RedisClient,
+    RestoreOutcome,
     SearchHit,
     SearchPage,
     Session,
@@ -137,6 +140,7 @@ class SessionStore:
         self._search = self._transport.register(script_text("search"))
         self._messages_range = self._transport.register(script_text("messages_range"))
         self._ready = self._transport.register(script_text("ready"))
+        self._restore = self._transport.register(script_text("restore"))
         self._pages = Coalescer(self._read_page)
         # Operation ids: unique across workers and replicas by a random prefix per store.
         self._operation_prefix = os.urandom(8).hex()
@@ -397,6 +401,81 @@ class SessionStore:
             else:
                 results[position] = BatchOutcome(False, message_of(stored), count)
         return cast(list[BatchOutcome | StoreError], results)
+
+    async def restore_session(
+        self, namespace: str, record: SessionRecord, *, now: int
+    ) -> RestoreOutcome:
+        """Restore one session exactly as ``record`` gives it (see :meth:`restore_sessions`)."""
+        [outcome] = await self.restore_sessions(namespace, [record], now=now)
+        return outcome
+
+    async def restore_sessions(
+        self, namespace: str, records: Sequence[SessionRecord], *, now: int
+    ) -> list[RestoreOutcome]:
+        """Restore sessions as their records give them (an import), in one pipelined
+        round trip: a session absent is created with the record's fields, and messages
+        whose ids the session has not seen are appended in order, as ingest stores them.
+        Running it again changes nothing.
+
+        Each session goes in script calls of at most BATCH_CHUNK messages and PAGE_BYTES
+        of stored messages (one message at least), each call atomic: the first creates
+        the session, the later ones append. ``now`` is the caller's clock; the stored
+        times are the record's."""
+        del now  # every time written is the record's own
+        if not records:
+            return []
+        keys = keys_of(namespace)
+        head = [keys.session_prefix, keys.messages_prefix, keys.seen_prefix, keys.channel_prefix]
+        calls: list[list[Any]] = []
+        owners: list[int] = []
+        for position, record in enumerate(records):
+            session = [
+                *head,
+                record.id,
+                record.title,
+                record.title_source,
+                record.channel,
+                format_time(record.created_at_ms),
+                format_time(record.updated_at_ms),
+                str(record.updated_at_ms),
+                orjson.dumps(record.metadata) if record.metadata else "",
+            ]
+            chunk: list[Any] = []
+            size = 0
+            for message in record.messages:
+                stored = stored_of(
+                    message.id,
+                    message.role,
+                    message.content,
+                    message.timestamp_ms,
+                    message.metadata,
+                )
+                if chunk and (len(chunk) >= 4 * BATCH_CHUNK or size + len(stored) > PAGE_BYTES):
+                    calls.append([*session, *chunk])
+                    owners.append(position)
+                    chunk, size = [], 0
+                chunk += [
+                    message.id,
+                    str(message.timestamp_ms),
+                    format_time(message.timestamp_ms),
+                    stored,
+                ]
+                size += len(stored)
+            calls.append([*session, *chunk])
+            owners.append(position)
+        replies = await self._transport.call(
+            lambda: self._transport.pipelined(self._restore, keys.index, calls), write=True
+        )
+        created = [False] * len(records)
+        stored_count = [0] * len(records)
+        seen = [0] * len(records)
+        for owner, (made, appended, seen_before) in zip(owners, replies, strict=True):
+            created[owner] = created[owner] or made == 1
+            stored_count[owner] += int(appended)
+            seen[owner] += int(seen_before)
+        return [
+            RestoreOutcome(c, s, n) for c, s, n in zip(created, stored_count, seen, strict=True)
+        ]
 
     async def search(
         self, namespace: str, query: str, *, limit: int, now: int, cursor: str | None = None

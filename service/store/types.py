@@ -122,3 +122,13 @@ class BatchOutcome:
 class MessagePage:
     messages: list[Message]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOutcome:
+    """What restoring one session did: whether it created the session, how many of the
+    given messages it appended and how many the session held already."""
+
+    created: bool
+    stored: int
+    seen: int

@@ -1,0 +1,71 @@
+-- KEYS[1] index
+-- ARGV[1] session key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
+-- ARGV[4] channel key prefix
+-- ARGV[5..12] the session as restored: id, title, title source, channel, created_at and
+-- updated_at (RFC 3339), updated_at in epoch ms, metadata JSON ('' for none)
+-- ARGV[13..] its messages, four arguments each: message id, time ms, time RFC 3339,
+-- stored message (record.stored_message), in arrival order
+-- Creates the session with these fields when it does not exist, then appends the
+-- messages whose ids it has not seen, keeping the list and the seen hash as ingest does.
+-- A session that exists keeps its title, channel, created_at and metadata; its
+-- updated_at (and score) becomes the latest of its own, the given one and the appended
+-- messages' times. Nothing is written when nothing changes, so a second run is a no-op.
+-- Returns {1 if this call created the session else 0, messages appended, messages seen
+-- before}.
+--! include record.lua
+local id = ARGV[5]
+local key, list, seen = ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id
+local given_ms = tonumber(ARGV[11])
+local s = record_read(key)
+local created, write = 0, false
+local score, score_text
+if s then
+  score = tonumber(redis.call('ZSCORE', KEYS[1], id))
+  if score == nil or given_ms > score then
+    score, score_text, s.updated, write = given_ms, ARGV[11], ARGV[10], true
+  end
+else
+  s = {title = ARGV[6], source = ARGV[7], channel = ARGV[8], created = ARGV[9],
+       updated = ARGV[10], count = 0}
+  score, score_text, created, write = given_ms, ARGV[11], 1, true
+end
+local n = (#ARGV - 12) / 4
+local positions = {}
+if n > 0 then
+  local message_ids = {}
+  for k = 1, n do message_ids[k] = ARGV[9 + 4 * k] end
+  positions = redis.call('HMGET', seen, unpack(message_ids))
+end
+local pushed, seen_pairs, pending, seen_before = {}, {}, {}, 0
+for k = 1, n do
+  local base = 8 + 4 * k
+  local message_id = ARGV[base + 1]
+  if positions[k] or pending[message_id] then
+    seen_before = seen_before + 1
+  else
+    pending[message_id] = true
+    pushed[#pushed + 1] = ARGV[base + 4]
+    seen_pairs[#seen_pairs + 1] = message_id
+    seen_pairs[#seen_pairs + 1] = #pushed
+    local ts = tonumber(ARGV[base + 2])
+    if ts > score then
+      score, score_text, s.updated = ts, ARGV[base + 2], ARGV[base + 3]
+    end
+  end
+end
+if #pushed > 0 then
+  local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
+  for m = 2, #seen_pairs, 2 do seen_pairs[m] = before + seen_pairs[m] - 1 end
+  redis.call('HSET', seen, unpack(seen_pairs))
+  s.count = s.count + #pushed
+  write = true
+end
+if write then
+  record_write(key, s)
+  if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
+end
+if score_text then
+  redis.call('ZADD', KEYS[1], score_text, id)
+  redis.call('ZADD', ARGV[4] .. s.channel, score_text, id)
+end
+return {created, #pushed, seen_before}
