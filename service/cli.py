@@ -35,7 +35,7 @@ from .settings import (
 )
 from .startup import StartupError, replace_generated_token
 from .store import InvariantChecker, migrate_legacy_cards
-from .transfer import run_export
+from .transfer import run_export, run_import
 from .workers import Supervisor
 
 log = logging.getLogger("chatsessions")
@@ -326,6 +326,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         return run_export(url, settings, args.namespace, args.updated_since, args.file)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Restore an NDJSON export, or bring in a PocketPaw memory store (service/transfer.py)."""
+    settings = load_settings(args.config)
+    with redis_for_command(settings, args.redis_url) as url:
+        return run_import(url, settings, args.import_kind, args.source, args.namespace)
+
+
 CONFIG_HELP = "TOML config file (default: $CHATSESSIONS_CONFIG, else none)"
 REDIS_URL_HELP = (
     "Redis to work on (default: the configured redis_url, else the embedded redis-server "
@@ -411,6 +418,42 @@ def build_parser() -> argparse.ArgumentParser:
         "file", nargs="?", metavar="FILE", help="where to write it; - or none: standard output"
     )
     export.set_defaults(run=cmd_export)
+
+    imports = commands.add_parser(
+        "import",
+        help="restore an NDJSON export, or bring in a PocketPaw memory store",
+        description="Restore sessions into Redis. Running an import again changes nothing, "
+        "and an interrupted one resumes.",
+    )
+    import_kinds = imports.add_subparsers(dest="import_kind", required=True, metavar="SOURCE")
+    from_ndjson = import_kinds.add_parser(
+        "ndjson",
+        help="restore a chatsessions NDJSON export",
+        description="Restore a chatsessions NDJSON export (chatsessions export): sessions "
+        "missing are created as exported, and messages a session lacks are appended.",
+    )
+    from_ndjson.add_argument(
+        "source", metavar="FILE", help="the export to read; - reads standard input"
+    )
+    from_ndjson.add_argument(
+        "--namespace", help="namespace to restore into (default: the export's own)"
+    )
+    from_pocketpaw = import_kinds.add_parser(
+        "pocketpaw",
+        help="bring in a PocketPaw memory store",
+        description="Bring in a PocketPaw memory store (its sessions/*.json files and "
+        "_index.json, usually under ~/.pocketpaw/memory).",
+    )
+    from_pocketpaw.add_argument(
+        "source", metavar="DIR", help="the PocketPaw memory folder, or its sessions/ folder"
+    )
+    from_pocketpaw.add_argument(
+        "--namespace", help="namespace to import into (default: the configured default_namespace)"
+    )
+    for parser_of_kind in (from_ndjson, from_pocketpaw):
+        parser_of_kind.add_argument("--config", help=CONFIG_HELP)
+        parser_of_kind.add_argument("--redis-url", help=REDIS_URL_HELP)
+        parser_of_kind.set_defaults(run=cmd_import)
 
     token = commands.add_parser("token", help="make and hash API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
