@@ -9,14 +9,17 @@ import io
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from fault_proxy import FaultProxy
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
@@ -374,3 +377,47 @@ def test_cli_import_on_a_terminal_shows_a_summary(redis_server: RedisProcess) ->
             f"and {0 if imported else messages:,} messages; skipped: 0 sessions and 0 messages"
         )
         assert summary in shown.decode(errors="replace"), shown
+
+
+@pytest.mark.real
+async def test_cli_import_stops_cleanly_on_ctrl_c_and_a_rerun_finishes(
+    fault_proxy: FaultProxy, redis_server: RedisProcess
+) -> None:
+    """SIGINT while the import waits on Redis: the run ends with its line and status
+    130, and running it again brings in the whole store."""
+    listed_by_pocketpaw = pocketpaw_list("normal")
+    held = fault_proxy.hold(lambda arguments: any(a.upper() == b"EVALSHA" for a in arguments[:1]))
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "service", "import", "pocketpaw"),
+        *("--redis-url", fault_proxy.url, "--namespace", "paw", str(DATA / "normal")),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    deadline = time.monotonic() + GUARD
+    while held.fired == 0:
+        assert time.monotonic() < deadline, "the import never reached Redis"
+        await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), GUARD)
+    fault_proxy.release()
+    assert process.returncode == 130, stderr
+    assert stderr.decode() == (
+        "import interrupted; what was imported stays, and running it again resumes\n"
+    )
+    assert stdout == b""
+    done = await run_cli(
+        "pocketpaw", "--redis-url", redis_server.url, "--namespace", "paw", str(DATA / "normal")
+    )
+    assert done.returncode == 0, done.stderr
+    client = Redis.from_url(redis_server.url)
+    store = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS)
+    try:
+        ours = await listed(store, "paw")
+        assert [(s["id"], s["message_count"]) for s in ours] == [
+            (s["id"], s["message_count"]) for s in listed_by_pocketpaw
+        ]
+        assert (await InvariantChecker(client).check("paw")).problems == []
+    finally:
+        await store.aclose()
+        await client.aclose()
