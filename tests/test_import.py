@@ -421,3 +421,42 @@ async def test_cli_import_stops_cleanly_on_ctrl_c_and_a_rerun_finishes(
     finally:
         await store.aclose()
         await client.aclose()
+
+
+@pytest.mark.real
+async def test_round_trip_at_100k_messages(real: tuple[SessionStore, Redis]) -> None:
+    """200 sessions of 500 messages each: export, wipe, import gives the same export
+    back (every session, title, count and message), and importing again writes
+    nothing."""
+    store, client = real
+    for first in range(0, 200, 10):
+        items = [
+            (
+                f"bulk-{n:03d}",
+                message(
+                    f"session {n} message {k} " + "y" * (k % 50),
+                    BASE + n * 1000 + k,
+                    role=("user", "assistant")[k % 2],
+                    channel=("telegram", "web", "slack", "discord")[n % 4],
+                ),
+            )
+            for n in range(first, first + 10)
+            for k in range(500)
+        ]
+        await store.add_messages("default", items, now=NOW_MS)
+    for n in range(0, 200, 7):
+        await store.rename_session("default", f"bulk-{n:03d}", f"Renamed {n}", now=NOW_MS)
+    data = await export(store)
+    assert data.count(b"\n") == 201
+    await client.flushall()
+    summary, problems = await restore(store, data)
+    assert problems == []
+    assert (summary.sessions_imported, summary.messages_imported) == (200, 100_000)
+    assert await export(store) == data
+    assert (await InvariantChecker(client).check("default")).problems == []
+    count_before = await client.dbsize()
+    again, _ = await restore(store, data)
+    assert (again.sessions_present, again.messages_present) == (200, 100_000)
+    assert (again.sessions_imported, again.messages_imported) == (0, 0)
+    assert await export(store) == data
+    assert await client.dbsize() == count_before
