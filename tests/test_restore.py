@@ -226,3 +226,23 @@ async def test_a_message_id_twice_in_a_record_is_stored_once(
     assert (outcome.stored, outcome.seen) == (2, 1)
     assert [m["id"] for m in await all_messages(store, "s-1")] == ["m-1", "m-2"]
     await assert_clean(redis_client)
+
+
+async def test_updated_at_is_never_before_a_stored_message(
+    store: SessionStore, redis_client: RedisClient
+) -> None:
+    # A record whose updated_at lags its latest message, in two chunks: the latest
+    # message's time wins, as ingest would have set it.
+    messages = [message(n, at=T0 + n) for n in range(BATCH_CHUNK + 3)]
+    given = record("late", messages=messages, updated_at_ms=T0)
+    await store.restore_session(NS, given, now=T0)
+    session = await store.get_session(NS, "late", now=T0)
+    assert session.updated_at == format_time(T0 + BATCH_CHUNK + 2)
+    assert await redis_client.zscore("cs:{default}:index", "late") == T0 + BATCH_CHUNK + 2
+    assert await redis_client.zscore("cs:{default}:channel:telegram", "late") == (
+        T0 + BATCH_CHUNK + 2
+    )
+    once = await snapshot(redis_client)
+    await store.restore_session(NS, given, now=T0)
+    assert await snapshot(redis_client) == once
+    await assert_clean(redis_client)

@@ -440,29 +440,35 @@ class SessionStore:
                 str(record.updated_at_ms),
                 orjson.dumps(record.metadata) if record.metadata else "",
             ]
-            chunk: list[Any] = []
-            size = 0
-            for message in record.messages:
-                stored = stored_of(
-                    message.id,
-                    message.role,
-                    message.content,
-                    message.timestamp_ms,
-                    message.metadata,
-                )
-                if chunk and (len(chunk) >= 4 * BATCH_CHUNK or size + len(stored) > PAGE_BYTES):
-                    calls.append([*session, *chunk])
-                    owners.append(position)
-                    chunk, size = [], 0
-                chunk += [
-                    message.id,
-                    str(message.timestamp_ms),
-                    format_time(message.timestamp_ms),
-                    stored,
-                ]
-                size += len(stored)
-            calls.append([*session, *chunk])
-            owners.append(position)
+            messages = record.messages
+            start = 0
+            while True:
+                # A chunk: up to BATCH_CHUNK messages and PAGE_BYTES stored, one at least.
+                chunk: list[Any] = []
+                size, end = 0, start
+                latest: int | None = None
+                while end < len(messages) and len(chunk) < 2 * BATCH_CHUNK:
+                    message = messages[end]
+                    stored = stored_of(
+                        message.id,
+                        message.role,
+                        message.content,
+                        message.timestamp_ms,
+                        message.metadata,
+                    )
+                    if chunk and size + len(stored) > PAGE_BYTES:
+                        break
+                    chunk += [message.id, stored]
+                    size += len(stored)
+                    if latest is None or message.timestamp_ms > latest:
+                        latest = message.timestamp_ms
+                    end += 1
+                bound = ["", ""] if latest is None else [str(latest), format_time(latest)]
+                calls.append([*session, *bound, *chunk])
+                owners.append(position)
+                start = end
+                if start >= len(messages):
+                    break
         replies = await self._transport.call(
             lambda: self._transport.pipelined(self._restore, keys.index, calls), write=True
         )

@@ -3,13 +3,17 @@
 -- ARGV[4] channel key prefix
 -- ARGV[5..12] the session as restored: id, title, title source, channel, created_at and
 -- updated_at (RFC 3339), updated_at in epoch ms, metadata JSON ('' for none)
--- ARGV[13..] its messages, four arguments each: message id, time ms, time RFC 3339,
--- stored message (record.stored_message), in arrival order
+-- ARGV[13], ARGV[14] the latest time of this call's messages, in epoch ms and RFC 3339
+-- ('' when it has none)
+-- ARGV[15..] its messages, two arguments each: message id and stored message
+-- (record.stored_message), in arrival order
 -- Creates the session with these fields when it does not exist, then appends the
 -- messages whose ids it has not seen, keeping the list and the seen hash as ingest does.
 -- A session that exists keeps its title, channel, created_at and metadata; its
 -- updated_at (and score) becomes the latest of its own, the given one and the appended
--- messages' times. Nothing is written when nothing changes, so a second run is a no-op.
+-- messages' times (a session's updated_at is never before a message it stores, so the
+-- latest time of the call's messages stands for the latest of those appended). Nothing
+-- is written when nothing changes, so a second run is a no-op.
 -- Returns {1 if this call created the session else 0, messages appended, messages seen
 -- before}.
 --! include record.lua
@@ -29,31 +33,30 @@ else
        updated = ARGV[10], count = 0}
   score, score_text, created, write = given_ms, ARGV[11], 1, true
 end
-local n = (#ARGV - 12) / 4
+local n = (#ARGV - 14) / 2
 local positions = {}
 if n > 0 then
   local message_ids = {}
-  for k = 1, n do message_ids[k] = ARGV[9 + 4 * k] end
+  for k = 1, n do message_ids[k] = ARGV[13 + 2 * k] end
   positions = redis.call('HMGET', seen, unpack(message_ids))
 end
 local pushed, seen_pairs, pending, seen_before = {}, {}, {}, 0
 for k = 1, n do
-  local base = 8 + 4 * k
-  local message_id = ARGV[base + 1]
+  local message_id = ARGV[13 + 2 * k]
   if positions[k] or pending[message_id] then
     seen_before = seen_before + 1
   else
     pending[message_id] = true
-    pushed[#pushed + 1] = ARGV[base + 4]
+    pushed[#pushed + 1] = ARGV[14 + 2 * k]
     seen_pairs[#seen_pairs + 1] = message_id
     seen_pairs[#seen_pairs + 1] = #pushed
-    local ts = tonumber(ARGV[base + 2])
-    if ts > score then
-      score, score_text, s.updated = ts, ARGV[base + 2], ARGV[base + 3]
-    end
   end
 end
 if #pushed > 0 then
+  local latest = tonumber(ARGV[13])
+  if latest > score then
+    score, score_text, s.updated = latest, ARGV[13], ARGV[14]
+  end
   local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
   for m = 2, #seen_pairs, 2 do seen_pairs[m] = before + seen_pairs[m] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
