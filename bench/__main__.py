@@ -1,5 +1,6 @@
 """python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 9]
 python -m bench flood [--rounds 3] [--seconds 5] (see bench/flood.py)
+python -m bench transfer [--sessions 200] [--messages 500] (see bench/transfer.py)
 
 Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
 drives load with wrk from another process, and prints every figure as a ratio
@@ -574,6 +575,11 @@ def main() -> None:
         from .flood import main as flood_main
 
         flood_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["transfer"]:
+        from .transfer import main as transfer_main
+
+        transfer_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="1000,100000,1000000")

@@ -25,6 +25,7 @@ from .auth import hash_token, new_token
 from .connections import open_redis
 from .embedded import DataDirInUse, EmbeddedRedis, EmbeddedRedisError
 from .logs import configure_logging, flush_logs
+from .progress import Bar, on_terminal, plural
 from .server import bind_sockets, prepare, run_event_loop
 from .settings import (
     NAMESPACE_PATTERN,
@@ -49,11 +50,6 @@ def package_version() -> str:
         return metadata.version("chatsessions")
     except metadata.PackageNotFoundError:
         return __version__
-
-
-def plural(count: int, word: str) -> str:
-    """``1 session``, ``2 sessions``, ``0 sessions``."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def describe(error: BaseException) -> str:
@@ -253,16 +249,18 @@ async def check_namespaces(url: str, redis_timeout: float, namespaces: list[str]
         checker = InvariantChecker(client)
         names = namespaces or await checker.namespaces()
         clean = True
-        for namespace in names:
-            report = await checker.check(namespace)
-            state = "ok" if report.ok else plural(len(report.problems), "problem")
-            print(
-                f"namespace {namespace}: {plural(report.sessions, 'session')}, "
-                f"{plural(report.messages, 'message')}: {state}"
-            )
-            for problem in report.problems:
-                print(f"  - {problem}")
-            clean = clean and report.ok
+        with Bar("check", "namespace", shown=on_terminal()) as bar:
+            for position, namespace in enumerate(names):
+                bar.update(position, len(names))
+                report = await checker.check(namespace)
+                state = "ok" if report.ok else plural(len(report.problems), "problem")
+                print(
+                    f"namespace {namespace}: {plural(report.sessions, 'session')}, "
+                    f"{plural(report.messages, 'message')}: {state}"
+                )
+                for problem in report.problems:
+                    print(f"  - {problem}")
+                clean = clean and report.ok
         if not names:
             print("no namespaces found")
         return 0 if clean else 1

@@ -3,6 +3,7 @@ the store writes, and it reads wrk's and callgrind's output right."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
-from bench import flood
+from bench import flood, transfer
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
@@ -30,7 +31,7 @@ from bench.__main__ import (
 from bench.baseline import build_app
 from bench.instructions import dumped_instructions
 from bench.load import LoadResult, _client_load, pages_script, parse_wrk
-from bench.servers import Managed
+from bench.servers import Managed, RedisServer
 from service.store import InvariantChecker, SessionStore
 
 from redis_process import RedisProcess
@@ -267,3 +268,24 @@ def test_the_flood_row_measures_a_alone_and_while_b_floods(tmp_path: Path) -> No
     table = flood.report(result)
     assert "| alone | " in table and "| while b floods search and history" in table
     assert "a's errors: 0 (target 0)" in table
+
+
+@pytest.mark.real
+def test_the_transfer_rows_move_every_message_both_ways(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        rates = asyncio.run(transfer.measure(server.url, tmp_path, sessions=6, messages=7))
+    finally:
+        server.stop()
+    assert [(r.case, r.messages) for r in rates] == [
+        ("export", 42),
+        ("import ndjson", 42),
+        ("import pocketpaw", 42),
+    ]
+    assert all(r.seconds > 0 for r in rates)
+    rows = transfer.table(rates).splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| export",
+        "| import ndjson",
+        "| import pocketpaw",
+    ]

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import pty
+import subprocess
+import sys
+
 import pytest
+from redis.asyncio import Redis
 
 from service.cli import main
 from service.models import MessageIn
@@ -81,3 +88,51 @@ async def _run_check(url: str, *extra: str) -> int:
 
     # main() runs its own event loop, so it goes to a thread of its own.
     return await asyncio.to_thread(main, ["check", "--redis-url", url, *extra])
+
+
+def run_check(url: str, on_terminal: bool) -> tuple[int, str]:
+    """`chatsessions check` as its own process, its output on a pseudo-terminal or a pipe."""
+    command = [sys.executable, "-m", "service", "check", "--redis-url", url]
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    if not on_terminal:
+        done = subprocess.run(command, capture_output=True, env=env, timeout=60)
+        return done.returncode, done.stdout.decode()
+    main_end, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(command, stdout=terminal, stderr=subprocess.DEVNULL, env=env)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                piece = os.read(main_end, 65536)
+            except OSError:  # the terminal closed: the process has ended
+                break
+            if not piece:
+                break
+            shown += piece
+        return process.wait(timeout=60), shown.decode(errors="replace")
+    finally:
+        os.close(main_end)
+
+
+@pytest.mark.real
+async def test_check_shows_progress_on_a_terminal_and_stays_plain_without_one(
+    redis_server: RedisProcess,
+) -> None:
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    store = SessionStore(client, active_window_ms=900_000)
+    for namespace in ("alpha", "beta"):
+        await store.add_message(namespace, "s", MessageIn("m", "user", "hi", 1, None, "web"), now=1)
+    await store.aclose()
+    await client.aclose()
+    code, piped = await asyncio.to_thread(run_check, redis_server.url, False)
+    assert code == 0
+    assert piped == (
+        "namespace alpha: 1 session, 1 message: ok\nnamespace beta: 1 session, 1 message: ok\n"
+    )
+    code, shown = await asyncio.to_thread(run_check, redis_server.url, True)
+    assert code == 0
+    assert "namespace alpha: 1 session, 1 message: ok" in shown
+    # The bar drew itself with the terminal's control sequences; the pipe had none.
+    assert "\x1b[" in shown

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_parser, main, plural
+from service.cli import build_parser, main
+from service.progress import plural
 from service.settings import load_settings
 
 
