@@ -338,6 +338,12 @@ REDIS_URL_HELP = (
 )
 
 
+def add_redis_options(command: argparse.ArgumentParser) -> None:
+    """The options of every command that works on Redis: the config, or a URL over it."""
+    command.add_argument("--config", help=CONFIG_HELP)
+    command.add_argument("--redis-url", help=REDIS_URL_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatsessions",
@@ -372,8 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify each namespace's invariants",
         description="Verify each namespace's invariants; exit status 1 when any drifted.",
     )
-    check.add_argument("--config", help=CONFIG_HELP)
-    check.add_argument("--redis-url", help=REDIS_URL_HELP)
+    add_redis_options(check)
     check.add_argument(
         "--namespace", action="append", help="namespace to check, repeatable (default: all)"
     )
@@ -385,8 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Move sessions written by earlier releases to this release's layout. "
         "Safe to run again, and while serve runs.",
     )
-    migrate.add_argument("--config", help=CONFIG_HELP)
-    migrate.add_argument("--redis-url", help=REDIS_URL_HELP)
+    add_redis_options(migrate)
     migrate.add_argument(
         "--namespace",
         action="append",
@@ -401,8 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a namespace as NDJSON (format: docs/operations.md, Export), most "
         "recently active session first. A FILE is written whole or not at all.",
     )
-    export.add_argument("--config", help=CONFIG_HELP)
-    export.add_argument("--redis-url", help=REDIS_URL_HELP)
+    add_redis_options(export)
     export.add_argument(
         "--namespace", help="namespace to export (default: the configured default_namespace)"
     )
@@ -449,8 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--namespace", help="namespace to import into (default: the configured default_namespace)"
     )
     for parser_of_kind in (from_ndjson, from_pocketpaw):
-        parser_of_kind.add_argument("--config", help=CONFIG_HELP)
-        parser_of_kind.add_argument("--redis-url", help=REDIS_URL_HELP)
+        add_redis_options(parser_of_kind)
         parser_of_kind.set_defaults(run=cmd_import)
 
     token = commands.add_parser("token", help="make and hash API tokens")
@@ -474,8 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replace the token serve generated when no token was configured. The new "
         "token is printed once; every serve accepts it from its next start.",
     )
-    reset.add_argument("--config", help=CONFIG_HELP)
-    reset.add_argument("--redis-url", help=REDIS_URL_HELP)
+    add_redis_options(reset)
     reset.set_defaults(run=cmd_token_reset_generated)
     return parser
 

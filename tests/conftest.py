@@ -169,3 +169,21 @@ async def api(redis_client: RedisClient, settings: Settings, tokens: Tokens) -> 
     app = create_app(replace(settings, redis_url="redis://unused"), redis_client=redis_client)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, tokens)
+
+
+async def snapshot(client: RedisClient) -> dict[bytes, Any]:
+    """Every key and its value, operation records aside."""
+    found: dict[bytes, Any] = {}
+    async for key in client.scan_iter(match="*", count=1000):
+        if b":op:" in key:
+            continue
+        kind = await client.type(key)
+        if kind == b"hash":
+            found[key] = await client.hgetall(key)
+        elif kind == b"zset":
+            found[key] = await client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"list":
+            found[key] = await client.lrange(key, 0, -1)
+        else:
+            found[key] = await client.get(key)
+    return found

@@ -30,7 +30,7 @@ from service.progress import Bar
 from service.store import InvariantChecker, RedisClient, SessionStore
 from service.transfer import ImportSummary, import_ndjson, import_pocketpaw
 
-from conftest import ACTIVE_WINDOW_MS
+from conftest import ACTIVE_WINDOW_MS, snapshot
 from redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,23 +119,6 @@ async def answers(store: SessionStore, namespace: str = "default") -> dict[str, 
     return found
 
 
-async def keys_and_values(client: RedisClient) -> dict[bytes, Any]:
-    found: dict[bytes, Any] = {}
-    async for key in client.scan_iter(match="*", count=1000):
-        if b":op:" in key:
-            continue
-        kind = await client.type(key)
-        if kind == b"hash":
-            found[key] = await client.hgetall(key)
-        elif kind == b"zset":
-            found[key] = await client.zrange(key, 0, -1, withscores=True)
-        elif kind == b"list":
-            found[key] = await client.lrange(key, 0, -1)
-        else:
-            found[key] = await client.get(key)
-    return found
-
-
 @pytest.fixture
 async def real(redis_server: RedisProcess) -> AsyncIterator[tuple[SessionStore, Redis]]:
     client = Redis.from_url(redis_server.url)
@@ -177,12 +160,12 @@ async def test_export_wipe_import_gives_everything_back(
     assert await answers(store) == before
     assert (await InvariantChecker(client).check("default")).problems == []
     # Again: everything is there already, and not one key changes.
-    once = await keys_and_values(client)
+    once = await snapshot(client)
     again, problems = await restore(store, data)
     assert problems == []
     assert (again.sessions_imported, again.messages_imported) == (0, 0)
     assert (again.sessions_present, again.messages_present) == (33, 30 * 4 + 700)
-    assert await keys_and_values(client) == once
+    assert await snapshot(client) == once
     # The export of the restored namespace is the export restored.
     assert await export(store) == data
 
@@ -252,12 +235,12 @@ async def test_pocketpaw_normal_store_lists_as_pocketpaw_lists_it(
     assert (summary.sessions_imported, summary.messages_imported) == (len(theirs), messages)
     assert (summary.sessions_skipped, summary.messages_skipped) == (0, 0)
     assert (await InvariantChecker(redis_client).check("paw")).problems == []
-    once = await keys_and_values(redis_client)
+    once = await snapshot(redis_client)
     again, problems = await bring_in(store, "normal")
     assert problems == []
     assert (again.sessions_imported, again.messages_imported) == (0, 0)
     assert (again.sessions_present, again.messages_present) == (len(theirs), messages)
-    assert await keys_and_values(redis_client) == once
+    assert await snapshot(redis_client) == once
 
 
 async def test_pocketpaw_odd_store_imports_what_it_can(

@@ -18,6 +18,8 @@ from service.store import (
 )
 from service.store.record import record_fields
 
+from conftest import snapshot
+
 NS = "default"
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -48,24 +50,6 @@ def record(
     }
     values.update(fields)
     return SessionRecord(id=session_id, messages=given, **values)
-
-
-async def snapshot(client: RedisClient) -> dict[bytes, Any]:
-    """Every key and its value, operation records aside."""
-    found: dict[bytes, Any] = {}
-    async for key in client.scan_iter(match="*", count=1000):
-        if b":op:" in key:
-            continue
-        kind = await client.type(key)
-        if kind == b"hash":
-            found[key] = await client.hgetall(key)
-        elif kind == b"zset":
-            found[key] = await client.zrange(key, 0, -1, withscores=True)
-        elif kind == b"list":
-            found[key] = await client.lrange(key, 0, -1)
-        else:
-            found[key] = await client.get(key)
-    return found
 
 
 async def all_messages(store: SessionStore, session_id: str) -> list[dict[str, Any]]:

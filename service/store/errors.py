@@ -29,11 +29,12 @@ class InvalidCursor(StoreError):
 
 class StoreUnavailable(StoreError):
     """Redis cannot do the work now: unreachable, too slow, or refusing (``reason`` says
-    which, in words an operator can act on)."""
+    which, in words an operator can act on; ``code`` is Redis's refusal, if it refused)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class OutcomeUnknown(StoreUnavailable):
@@ -79,19 +80,25 @@ _REFUSAL_CLASSES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def refusal_of(error: Exception) -> str | None:
-    """The reason Redis gave for refusing, when ``error`` means "cannot now"."""
+def refusal_code(error: Exception) -> str | None:
+    """The code of REFUSALS that ``error`` stands for, when it means "cannot now"."""
     message = str(error)
     code = message.split(" ", 1)[0]
     if code == "ERR" and "Error running script" in message:
         found = _SCRIPT_ERROR_CODE.search(message)
         code = found.group(1) if found else code
     if code in REFUSALS:
-        return REFUSALS[code]
+        return code
     if "Protocol error: unauthenticated" in message:
         # Redis 7 closes a connection that sends a long command before authenticating.
-        return REFUSALS["NOAUTH"]
+        return "NOAUTH"
     for kind, kind_code in _REFUSAL_CLASSES:
         if isinstance(error, kind):
-            return REFUSALS[kind_code]
+            return kind_code
     return None
+
+
+def refused(error: Exception) -> StoreUnavailable | None:
+    """``error`` as the StoreUnavailable it means, when Redis refused for now."""
+    code = refusal_code(error)
+    return None if code is None else StoreUnavailable(REFUSALS[code], code)

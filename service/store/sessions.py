@@ -24,7 +24,6 @@ from .cursor import (
     encode_search_cursor,
 )
 from .errors import (
-    REFUSALS,
     ChannelRequired,
     SessionExists,
     SessionNotFound,
@@ -86,7 +85,6 @@ class PageCommands(NamedTuple):
     sort: bytes
 
 
-@functools.lru_cache(maxsize=1024)
 def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
     """SORT of a page of ``zset`` in rank order with each session's id and item, up to
     LIMIT's two numbers. SORT, not SORT_RO (Redis 7.0 and later): without STORE it only
@@ -153,9 +151,6 @@ class SessionStore:
         """Close the store's own connection; the client passed in stays the caller's."""
         await self._transport.aclose()
 
-    async def ping(self) -> None:
-        await self._transport.call(lambda: self._transport.exchange([("PING",)]))
-
     async def ready(self) -> None:
         """Raise :class:`StoreUnavailable` unless Redis runs a script that writes now."""
         await self._transport.call(lambda: self._transport.script(self._ready, [READY_KEY], []))
@@ -201,7 +196,7 @@ class SessionStore:
             except StoreUnavailable as error:
                 # Redis out of memory refuses every command queued in a MULTI, and SORT
                 # on 6.2: the page script, which only reads, still runs.
-                if error.reason != REFUSALS["OOM"]:
+                if error.code != "OOM":
                     raise
         # The inactive filter's first rank is only known inside Redis; redis-py's cluster
         # client cannot send a MULTI/EXEC from asyncio (it nests event loops).

@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from ..redis_link import Command, ConnectFailed, RedisLink, pack
-from .errors import OutcomeUnknown, StoreUnavailable, refusal_of
+from .errors import OutcomeUnknown, StoreUnavailable, refused
 from .types import RedisClient
 
 T = TypeVar("T")
@@ -168,21 +168,21 @@ class Transport:
             except ConnectFailed as error:
                 failure: Exception = error
             except (redis_errors.ConnectionError, ConnectionError) as error:
-                reason = refusal_of(error)
-                if reason is not None:
-                    raise StoreUnavailable(reason) from error
+                refusal = refused(error)
+                if refusal is not None:
+                    raise refusal from error
                 sent, failure = True, error
             except (TimeoutError, redis_errors.TimeoutError) as error:
                 # Not tried again: Redis is there but slow, and another try adds load.
                 kind = OutcomeUnknown if write else StoreUnavailable
                 raise kind("Redis did not answer in time") from error
             except redis_errors.RedisError as error:
-                reason = refusal_of(error)
-                if reason is None and isinstance(error, redis_errors.ClusterError):
-                    reason = f"the Redis Cluster cannot serve this now ({error})"
-                if reason is None:
+                refusal = refused(error)
+                if refusal is None and isinstance(error, redis_errors.ClusterError):
+                    refusal = StoreUnavailable(f"the Redis Cluster cannot serve this now ({error})")
+                if refusal is None:
                     raise
-                raise StoreUnavailable(reason) from error
+                raise refusal from error
             except OSError as error:
                 sent, failure = True, error
             if attempt == 2:
@@ -262,7 +262,7 @@ class Transport:
         pending = list(range(len(calls)))
         for attempt in range(2):
             commands = [("EVALSHA", script.sha, 1, key, *calls[p]) for p in pending]
-            answers = await self.all_replies(commands)
+            answers = await self._path(True).exchange(commands)
             missing = []
             for position, answer in zip(pending, answers, strict=True):
                 if isinstance(answer, redis_errors.NoScriptError) and attempt == 0:
@@ -277,7 +277,3 @@ class Transport:
             await self.load(script)
             pending = missing
         return replies
-
-    async def all_replies(self, commands: Sequence[Command]) -> list[Any]:
-        """One round trip of independent commands; a failed command's error is its reply."""
-        return await self._path(True).exchange(commands)
