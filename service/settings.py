@@ -26,6 +26,8 @@ SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 # starts so was pasted where its hash belongs.
 RAW_TOKEN_PREFIX = "cs_"
 LOG_FORMATS = ("text", "json")
+EVENT_TYPES = ("session.created", "session.updated", "session.deleted")
+WEBHOOK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,19 @@ class TokenConfig:
     sha256: str
     scopes: frozenset[str]
     namespace: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One endpoint that receives a namespace's events (SPEC §6). ``name`` labels its
+    metrics and its delivery state in Redis, so the URL (which may hold a secret) is
+    never shown; ``events`` None means every type."""
+
+    name: str
+    url: str
+    secret: str
+    namespace: str
+    events: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,15 @@ class Settings:
     # it is closed: the guard against clients that trickle their headers in.
     client_timeout: float = 15.0
     tokens: tuple[TokenConfig, ...] = field(default_factory=tuple)
+    # Events each namespace's change feed keeps at least (trimmed approximately).
+    events_retention: int = 100_000
+    # Seconds between the comment lines that keep an idle event stream open.
+    events_heartbeat: float = 15.0
+    webhooks: tuple[WebhookConfig, ...] = field(default_factory=tuple)
+    # Seconds an event is retried for (with backoff) before a webhook drops it.
+    webhook_max_age: float = 3600.0
+    # Seconds one webhook delivery may take before it counts as failed.
+    webhook_timeout: float = 10.0
 
     @property
     def active_window_ms(self) -> int:
@@ -197,6 +221,51 @@ def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, 
     return tuple(tokens)
 
 
+def _webhooks(key: str, value: Any, default_namespace: str) -> tuple[WebhookConfig, ...]:
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ConfigError(key, "expected a JSON list of webhook entries") from None
+    if not isinstance(value, list):
+        raise ConfigError(key, "expected a list of webhook entries")
+    webhooks: list[WebhookConfig] = []
+    for position, entry in enumerate(value):
+        where = f"{key}[{position}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(where, "expected a table with name, url, secret, namespace")
+        unknown = set(entry) - {"name", "url", "secret", "namespace", "events"}
+        if unknown:
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+        url = _str(f"{where}.url", entry.get("url"))
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.url", "must start with http:// or https://")
+        name = _str(f"{where}.name", entry.get("name", f"webhook-{position + 1}"))
+        if not WEBHOOK_NAME_PATTERN.match(name):
+            raise ConfigError(f"{where}.name", "use 1-64 letters, digits, '_', '.' or '-'")
+        if name in {w.name for w in webhooks}:
+            raise ConfigError(f"{where}.name", f"{name!r} names another webhook already")
+        events = entry.get("events")
+        if events is not None:
+            if not isinstance(events, list) or not all(e in EVENT_TYPES for e in events):
+                raise ConfigError(f"{where}.events", f"expected a list of {', '.join(EVENT_TYPES)}")
+            events = frozenset(events)
+        webhooks.append(
+            WebhookConfig(
+                name=name,
+                url=url,
+                secret=_str(f"{where}.secret", entry.get("secret")),
+                namespace=_namespace(
+                    f"{where}.namespace", entry.get("namespace", default_namespace)
+                ),
+                events=events,
+            )
+        )
+    return tuple(webhooks)
+
+
 def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
     """Validate the raw values of one source and lay them over ``settings``."""
     known = {f.name for f in fields(Settings)}
@@ -246,6 +315,17 @@ def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
             case "tokens":
                 namespace = changes.get("default_namespace", settings.default_namespace)
                 changes[name] = _tokens(key, value, namespace)
+            case "events_retention":
+                changes[name] = _int(key, value, 1000, 100_000_000)
+            case "events_heartbeat":
+                changes[name] = _float(key, value, 0.5, 3600.0)
+            case "webhooks":
+                namespace = changes.get("default_namespace", settings.default_namespace)
+                changes[name] = _webhooks(key, value, namespace)
+            case "webhook_max_age":
+                changes[name] = _float(key, value, 1.0, 30 * 24 * 3600.0)
+            case "webhook_timeout":
+                changes[name] = _float(key, value, 0.1, 600.0)
     return replace(settings, **changes)
 
 

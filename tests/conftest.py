@@ -184,6 +184,10 @@ async def snapshot(client: RedisClient) -> dict[bytes, Any]:
             found[key] = await client.zrange(key, 0, -1, withscores=True)
         elif kind == b"list":
             found[key] = await client.lrange(key, 0, -1)
+        elif kind == b"set":
+            found[key] = sorted(await client.smembers(key))
+        elif kind == b"stream":
+            found[key] = await client.xrange(key)
         else:
             found[key] = await client.get(key)
     return found

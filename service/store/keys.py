@@ -7,6 +7,10 @@ script runs on one Redis Cluster slot and namespaces spread over the shards.
 ``cs:{ns}:messages:<id>``       list of stored messages, in the order they arrived
 ``cs:{ns}:seen:<id>``           hash, message id -> its position in the list
 ``cs:{ns}:op:<operation id>``   a write's record, kept seconds to answer its retry
+``cs:{ns}:channels``            set, the channels that have sessions
+``cs:{ns}:events``              stream, the change feed (scripts/events.lua)
+``cs:{ns}:version``             the id of the namespace's latest event
+``cs:{ns}:layout``              the layout version its sessions were last brought to
 ``cs:readiness-probe``          written by /readyz, outside every namespace
 
 Releases before 0.2 kept a session as a string ``cs:{ns}:card:<id>`` and its metadata
@@ -37,6 +41,10 @@ class Keys:
         self.seen_prefix = self.prefix + "seen:"
         self.meta_prefix = self.prefix + "meta:"
         self.operation_prefix = self.prefix + "op:"
+        self.channels = self.prefix + "channels"
+        self.events = self.prefix + "events"
+        self.version = self.prefix + "version"
+        self.layout = self.prefix + "layout"
 
     def session(self, session_id: str) -> str:
         return self.session_prefix + session_id

@@ -31,4 +31,7 @@ SEARCH_STEP_BYTES_FOLDED = 8 * 1024
 # Steps one request may take before it answers with a next_cursor.
 SEARCH_STEPS = 16
 
+# Events a namespace's change feed keeps at least, unless the settings say otherwise.
+EVENTS_RETENTION = 100_000
+
 FIELDS_SEPARATOR = "\0"

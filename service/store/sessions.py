@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
+from redis.commands.core import AsyncScript
 
 from ..coalesce import Coalescer
 from ..importers.records import SessionRecord
@@ -30,10 +31,12 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
+from .events import FIRST, Activity, ChangeEvent, Counts, Replay, events_of
 from .fold import fold_case, reads_same_in_json
 from .keys import READY_KEY, Keys, keys_of
 from .limits import (
     BATCH_CHUNK,
+    EVENTS_RETENTION,
     FIELDS_SEPARATOR,
     PAGE_BYTES,
     SEARCH_STEP_BYTES,
@@ -120,25 +123,38 @@ class SessionStore:
     """Sessions, their index and their messages, in Redis, one round trip per call."""
 
     def __init__(
-        self, redis: RedisClient, *, active_window_ms: int, timeout: float | None = None
+        self,
+        redis: RedisClient,
+        *,
+        active_window_ms: int,
+        timeout: float | None = None,
+        events_retention: int = EVENTS_RETENTION,
     ) -> None:
         """``timeout`` bounds each round trip as a whole; give it when the client itself
-        has no socket timeout (see :func:`service.connections.open_redis`)."""
+        has no socket timeout (see :func:`service.connections.open_redis`).
+        ``events_retention``: the events each namespace's feed keeps at least."""
         self._redis = redis
         self._active_window_ms = active_window_ms
+        self._timeout = timeout
         self._transport = Transport(redis, timeout)
-        self._ingest = self._transport.register(script_text("ingest"))
-        self._ingest_many = self._transport.register(script_text("ingest_many"))
-        self._page = self._transport.register(script_text("page"))
-        self._read = self._transport.register(script_text("read"))
-        self._create = self._transport.register(script_text("create"))
-        self._rename = self._transport.register(script_text("rename"))
-        self._delete = self._transport.register(script_text("delete"))
-        self._history = self._transport.register(script_text("history"))
-        self._search = self._transport.register(script_text("search"))
-        self._messages_range = self._transport.register(script_text("messages_range"))
-        self._ready = self._transport.register(script_text("ready"))
-        self._restore = self._transport.register(script_text("restore"))
+
+        def register(name: str) -> AsyncScript:
+            return self._transport.register(script_text(name, events_retention))
+
+        self._ingest = register("ingest")
+        self._ingest_many = register("ingest_many")
+        self._page = register("page")
+        self._read = register("read")
+        self._create = register("create")
+        self._rename = register("rename")
+        self._delete = register("delete")
+        self._history = register("history")
+        self._search = register("search")
+        self._messages_range = register("messages_range")
+        self._ready = register("ready")
+        self._restore = register("restore")
+        self._replay = register("replay")
+        self._counts = register("counts")
         self._pages = Coalescer(self._read_page)
         # Operation ids: unique across workers and replicas by a random prefix per store.
         self._operation_prefix = os.urandom(8).hex()
@@ -637,3 +653,72 @@ class SessionStore:
             raise SessionNotFound(session_id)
         next_cursor = encode_position(first) if first > 0 else None
         return MessagePage([message_of(m) for m in reply[1:]], next_cursor)
+
+    async def version(self, namespace: str, *, now: int) -> str:
+        """What every read of the namespace answers with as of ``now``, in one small
+        round trip: its latest event's id, which every write moves, and how many of
+        its sessions are active, which time alone moves (sessions only leave the
+        active window while nothing is written)."""
+        keys = keys_of(namespace)
+        cutoff = now - self._active_window_ms
+        latest, n_active = await self._transport.call(
+            lambda: self._transport.exchange(
+                [("GET", keys.version), ("ZCOUNT", keys.index, cutoff, "+inf")]
+            )
+        )
+        return f"{text_of(latest) if latest else '0'}.{int(n_active)}"
+
+    async def counts(self, namespace: str, *, now: int, hours: int = 0) -> Counts:
+        """Sessions in all, active, and per channel; with ``hours``, sessions per hour of
+        their latest activity over the last ``hours`` hours up to now, per channel. One
+        round trip, whose work grows with the channels, not the sessions."""
+        keys = keys_of(namespace)
+        hour_end = (now // 3_600_000 + 1) * 3_600_000
+        args = [keys.channel_prefix, now - self._active_window_ms, hours, hour_end]
+        total, n_active, per_channel, activity = await self._transport.call(
+            lambda: self._transport.script(self._counts, [keys.index, keys.channels], args)
+        )
+        channels = {
+            text_of(per_channel[n]): (int(per_channel[n + 1]), int(per_channel[n + 2]))
+            for n in range(0, len(per_channel), 3)
+        }
+        hourly = None
+        if hours:
+            starts = [hour_end - (hours - n) * 3_600_000 for n in range(hours)]
+            hourly = Activity(
+                starts,
+                {
+                    text_of(activity[n]): [int(c) for c in activity[n + 1]]
+                    for n in range(0, len(activity), 2)
+                },
+            )
+        return Counts(int(total), int(n_active), channels, hourly)
+
+    async def replay(self, namespace: str, after: str, *, limit: int, now: int) -> Replay:
+        """Up to ``limit`` events after the event id ``after`` (events.FIRST for every
+        event kept), or a reset when that position is no longer kept."""
+        keys = keys_of(namespace)
+        reset, newest, *rest = await self._transport.call(
+            lambda: self._transport.script(self._replay, [keys.events], [after, limit])
+        )
+        cutoff = now - self._active_window_ms
+        events = events_of(rest[0], cutoff) if rest else []
+        return Replay(events, bool(reset), text_of(newest) if newest else FIRST)
+
+    async def wait_events(
+        self, namespace: str, after: str, *, block_ms: int, limit: int, now: int
+    ) -> list[ChangeEvent]:
+        """Up to ``limit`` events after ``after``, waiting up to ``block_ms`` for the first
+        (a blocking XREAD, on a connection of its own: shorter than a round trip's
+        deadline). ``now`` is when the wait began; an event's session is active as of it."""
+        keys = keys_of(namespace)
+        if self._timeout is not None:
+            block_ms = max(1, min(block_ms, int(self._timeout * 500)))
+        command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", keys.events, after)
+        [reply] = await self._transport.call(
+            lambda: self._transport.exchange([command], shared=False), shared=False
+        )
+        if not reply:
+            return []
+        [[_, entries]] = reply
+        return events_of(entries, now - self._active_window_ms)

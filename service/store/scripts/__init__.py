@@ -12,14 +12,15 @@ from importlib import resources
 
 from ...models import AUTO_TITLE_LENGTH
 from ..fold import lua_fold_table
-from ..limits import OPERATION_TTL_MS
+from ..limits import EVENTS_RETENTION, OPERATION_TTL_MS
 from ..record import DERIVE_TITLE
 
 INCLUDE = "--! include "
 
 
-def constants() -> dict[str, str]:
+def constants(events_retention: int = EVENTS_RETENTION) -> dict[str, str]:
     return {
+        "EVENTS_RETENTION": str(events_retention),
         "OPERATION_TTL_MS": str(OPERATION_TTL_MS),
         "AUTO_TITLE_LENGTH": str(AUTO_TITLE_LENGTH),
         "DERIVE_TITLE": DERIVE_TITLE,
@@ -41,10 +42,10 @@ def _with_includes(source: str) -> str:
     return "".join(parts)
 
 
-def assembled(source: str) -> str:
+def assembled(source: str, events_retention: int = EVENTS_RETENTION) -> str:
     """Lua ``source`` with its includes and constants put in."""
     text = _with_includes(source)
-    for key, value in constants().items():
+    for key, value in constants(events_retention).items():
         text = text.replace("${" + key + "}", value)
     if "${" in text:
         raise ValueError("a script names a constant the loader does not know")
@@ -52,6 +53,7 @@ def assembled(source: str) -> str:
 
 
 @functools.cache
-def script_text(name: str) -> str:
-    """The script ``name`` (``"ingest"`` for ingest.lua) as Redis runs it."""
-    return assembled(_source(f"{name}.lua"))
+def script_text(name: str, events_retention: int = EVENTS_RETENTION) -> str:
+    """The script ``name`` (``"ingest"`` for ingest.lua) as Redis runs it; the events a
+    namespace's feed keeps is a setting, and a write script trims the feed to it."""
+    return assembled(_source(f"{name}.lua"), events_retention)

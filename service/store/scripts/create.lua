@@ -8,5 +8,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 or legacy_move(KEYS[1]) then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+local fields = {}
+for k = 3, #ARGV, 2 do fields[ARGV[k]] = ARGV[k + 1] end
+channel_added(KEYS[1], fields.channel)
+emit(KEYS[1], 'session.created', ARGV[1], fields.channel, ARGV[2], fields.item)
 redis.call('SET', KEYS[4], '1', 'PX', ${OPERATION_TTL_MS})
 return 1

@@ -7,7 +7,8 @@
 -- Appends per message to replies: status (1 stored, 0 message id seen before: nothing
 -- changes, -1 unknown session and no channel), the message count after it, and the
 -- stored message when it was seen before (else ''). Returns the session (a record, nil
--- if none), its score and its item (nil when nothing was written).
+-- if none), its score and its item (nil when nothing was written). Each message stored
+-- appends its event (events.lua), with the session as that message left it.
 local function ingest_run(key, list, seen, index, channel_prefix, default_title,
                           messages, first, last, replies)
   local id = messages[first][1]
@@ -36,9 +37,12 @@ local function ingest_run(key, list, seen, index, channel_prefix, default_title,
       replies[#replies + 1] = 0
       replies[#replies + 1] = ''
     else
+      local kind = 'session.updated'
       if not s then
         s = {source = 'default', title = default_title, created = m[5], updated = m[5],
              count = 0, channel = m[2]}
+        kind = 'session.created'
+        channel_added(key, s.channel)
       end
       local ts = tonumber(m[4])
       if score == nil or ts > score then
@@ -53,6 +57,7 @@ local function ingest_run(key, list, seen, index, channel_prefix, default_title,
           s.source = 'auto'
         end
       end
+      emit(key, kind, id, s.channel, string.format('%d', score), record_item(s), m[6])
       pushed[#pushed + 1] = m[6]
       seen_pairs[#seen_pairs + 1] = message_id
       seen_pairs[#seen_pairs + 1] = #pushed

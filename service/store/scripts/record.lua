@@ -2,6 +2,7 @@
 -- (title, title_source, channel, created_at, updated_at, message_count, and metadata
 -- when set) and `item`, the session's list item as JSON members (without its id and
 -- activity), kept by every write so that a page reads one field per session.
+--! include events.lua
 local json_short = {['"'] = '\\"', ['\\'] = '\\\\', ['\8'] = '\\b', ['\9'] = '\\t',
   ['\10'] = '\\n', ['\12'] = '\\f', ['\13'] = '\\r'}
 

@@ -6,5 +6,7 @@ local s = record_read(KEYS[1])
 if not s then return {} end
 s.title = ARGV[2]
 s.source = 'user'
-record_write(KEYS[1], s)
-return {redis.call('HGETALL', KEYS[1]), redis.call('ZSCORE', KEYS[2], ARGV[1])}
+local item = record_write(KEYS[1], s)
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score or '0', item)
+return {redis.call('HGETALL', KEYS[1]), score}

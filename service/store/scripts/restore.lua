@@ -13,7 +13,8 @@
 -- updated_at (and score) becomes the latest of its own, the given one and the appended
 -- messages' times (a session's updated_at is never before a message it stores, so the
 -- latest time of the call's messages stands for the latest of those appended). Nothing
--- is written when nothing changes, so a second run is a no-op.
+-- is written when nothing changes, so a second run is a no-op. A call that writes
+-- appends one event (without a message: an import appends many at once).
 -- Returns {1 if this call created the session else 0, messages appended, messages seen
 -- before}.
 --! include record.lua
@@ -64,8 +65,11 @@ if #pushed > 0 then
   write = true
 end
 if write then
-  record_write(key, s)
+  local item = record_write(key, s)
   if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
+  if created == 1 then channel_added(key, s.channel) end
+  emit(key, created == 1 and 'session.created' or 'session.updated', id, s.channel,
+    string.format('%d', score), item)
 end
 if score_text then
   redis.call('ZADD', KEYS[1], score_text, id)
