@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import zlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,8 @@ MAX_BATCH = 1000
 MAX_SEARCH_LIMIT = 100
 MAX_QUERY_LENGTH = 200
 MATCH_LENGTH = 200
+# Hours of activity counts may cover: a week.
+MAX_ACTIVITY_HOURS = 168
 EXPORT_PAGE = 500
 EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
@@ -145,7 +148,39 @@ async def openapi(request: web.Request) -> web.Response:
 # --- sessions -----------------------------------------------------------------------------
 
 
+def entity_tag(request: web.Request, version: str) -> str:
+    """The ETag of a read: the namespace's version, which moves with every change of an
+    answer, and the read itself (its namespace, path and query), so that one tag never
+    stands for two different answers."""
+    read = f"{namespace_of(request)}\0{request.path_qs}".encode()
+    return f'"{version}.{zlib.crc32(read):08x}"'
+
+
+def tag_matches(request: web.Request, tag: str) -> bool:
+    """Whether If-None-Match names ``tag`` (or is ``*``); a weak tag compares equal."""
+    header = request.headers.get("If-None-Match")
+    if header is None:
+        return False
+    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
+    return "*" in candidates or tag in candidates
+
+
+async def unchanged(request: web.Request, now: int) -> web.Response | None:
+    """304 with the tag when If-None-Match holds the current one, after reading only the
+    namespace's version; else None (and the read goes on)."""
+    if "If-None-Match" not in request.headers:
+        return None
+    version = await request.app[STORE].version(namespace_of(request), now=now)
+    tag = entity_tag(request, version)
+    if not tag_matches(request, tag):
+        return None
+    return web.Response(status=304, headers={"ETag": tag})
+
+
 async def list_sessions(request: web.Request) -> web.Response:
+    now = now_ms()
+    if (not_modified := await unchanged(request, now)) is not None:
+        return not_modified
     limit = int_param(request, "limit", 50, 1, MAX_LIST_LIMIT)
     cursor = request.query.get("cursor")
     offset = None
@@ -157,13 +192,17 @@ async def list_sessions(request: web.Request) -> web.Response:
     page = await request.app[STORE].list_sessions(
         namespace_of(request),
         limit=limit,
-        now=now_ms(),
+        now=now,
         offset=offset,
         cursor=cursor,
         channel=None if channel is None else check_channel(channel),
         active=bool_param(request, "active"),
     )
-    return web.Response(body=page.json(), content_type="application/json")
+    return web.Response(
+        body=page.json(),
+        content_type="application/json",
+        headers={"ETag": entity_tag(request, page.version)},
+    )
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -185,10 +224,22 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def get_session(request: web.Request) -> web.Response:
-    session = await request.app[STORE].get_session(
-        namespace_of(request), path_session_id(request), now=now_ms()
+    now = now_ms()
+    session_id = path_session_id(request)
+    if (not_modified := await unchanged(request, now)) is not None:
+        return not_modified
+    session, version = await request.app[STORE].get_session_version(
+        namespace_of(request), session_id, now=now
     )
-    return json_response(session.as_dict())
+    response = json_response(session.as_dict())
+    response.headers["ETag"] = entity_tag(request, version)
+    return response
+
+
+async def session_counts(request: web.Request) -> web.Response:
+    hours = int_param(request, "hours", 0, 0, MAX_ACTIVITY_HOURS)
+    counts = await request.app[STORE].counts(namespace_of(request), now=now_ms(), hours=hours)
+    return json_response(counts.as_dict())
 
 
 async def rename_session(request: web.Request) -> web.Response:

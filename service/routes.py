@@ -11,6 +11,7 @@ from . import export_handlers, handlers
 from .admission import Admission
 from .appkeys import ROUTE_SCOPES, SETTINGS
 from .auth import DELETE, READ, WRITE
+from .console import setup_console
 from .edge import UNMATCHED, edge, unmatched
 
 SESSION = "/api/sessions/{session_id:[^/]+}"
@@ -46,6 +47,7 @@ def setup_routes(app: web.Application) -> None:
     add("POST", "/api/sessions", handlers.create_session, WRITE)
     # Before the {session_id} routes, so that "search" is not taken for an id.
     add("GET", "/api/sessions/search", admitted(handlers.search_sessions), READ)
+    add("GET", "/api/sessions/counts", handlers.session_counts, READ)
     add("POST", "/api/messages", admitted(handlers.add_messages), WRITE)
     # aiohttp tries the routes under /api/sessions in the order they were added, each
     # with a regular expression: ingest, the busiest, comes first after the list.
@@ -58,5 +60,6 @@ def setup_routes(app: web.Application) -> None:
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
     add("GET", SESSION + "/export", admitted(handlers.export_session), READ)
     add("GET", "/api/export", admitted(export_handlers.export_namespace), READ)
+    setup_console(app)
     # Last: whatever no route above takes.
     app.router.add_route("*", "/{path:.*}", edge(app, unmatched, UNMATCHED))

@@ -5,7 +5,7 @@ go back, and runs of one session cut by the script's chunks."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,11 +70,20 @@ async def redis_state(store: SessionStore, namespace: str) -> dict[str, Any]:
             value = await client.lrange(key, 0, -1)
         elif kind == "hash":
             value = await client.hgetall(key)
+        elif kind == "set":
+            value = sorted(await client.smembers(key))
+        elif kind == "stream":
+            # Event ids are times, and a batch brings a session's messages together:
+            # what must match is each session's events, in order.
+            value = {}
+            for _, fields in cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(key)):
+                value.setdefault(fields[b"id"], []).append(fields)
         else:
             value = await client.zrange(key, 0, -1, withscores=True)
         name = key.split(":", 2)[2]
-        # Operation ids (kept seconds, to answer a retried write) are not session state.
-        if not name.startswith("op:"):
+        # Operation ids (kept seconds, to answer a retried write) are not session state,
+        # and the version is the latest event's id, a time.
+        if not name.startswith("op:") and name != "version":
             state[name] = value
     return state
 

@@ -24,6 +24,9 @@ from .types import RedisClient
 
 LEGACY_SOURCES = {"d": TITLE_DEFAULT, "a": TITLE_AUTO, "u": TITLE_USER}
 BATCH = 500
+# The layout this release keeps, marked in a namespace once a pass over all its sessions
+# brought them to it: later starts skip the pass.
+LAYOUT = "3"
 
 
 async def migrate_first_release(redis: RedisClient, namespace: str, batch: int = BATCH) -> int:
@@ -79,14 +82,16 @@ async def move_cards(
     batch: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Move a namespace's card sessions to hashes, one script call per ``batch`` ranks
-    of its index; returns how many moved. ``progress(ranks read, moved)`` is told after
-    each batch."""
+    """Move a namespace's card sessions to hashes, and name its channels in its channels
+    set, one script call per ``batch`` ranks of its index; returns how many moved.
+    ``progress(ranks read, moved)`` is told after each batch."""
     keys = keys_of(namespace)
     script = redis.register_script(script_text("move_cards"))
     rank = moved = 0
     while True:
-        moved_here, read = await script(keys=[keys.index], args=[keys.session_prefix, rank, batch])
+        moved_here, read = await script(
+            keys=[keys.index, keys.channels], args=[keys.session_prefix, rank, batch]
+        )
         rank += int(read)
         moved += int(moved_here)
         if progress is not None:
@@ -101,7 +106,13 @@ async def migrate_legacy_cards(
     batch: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Every earlier layout of a namespace moved to session hashes; how many moved.
-    ``progress`` is told the ranks read and sessions moved after each batch of cards."""
+    """Every earlier layout of a namespace brought to this release's; how many sessions
+    moved. ``progress`` is told the ranks read and sessions moved after each batch of
+    cards. A namespace marked with this layout is skipped."""
+    keys = keys_of(namespace)
+    if text_of(await redis.get(keys.layout) or b"") == LAYOUT:
+        return 0
     first = await migrate_first_release(redis, namespace, batch)
-    return first + await move_cards(redis, namespace, batch, progress)
+    moved = first + await move_cards(redis, namespace, batch, progress)
+    await redis.set(keys.layout, LAYOUT)
+    return moved

@@ -295,7 +295,7 @@ def page_of(total: int, first: int, n_active: int, flat: list[Any], *, more: boo
 
 
 def script_page(reply: Sequence[Any]) -> SessionPage:
-    total, more, first, n_active, ids, items = reply
+    total, more, first, n_active, ids, items = reply[:6]
     flat = [value for pair in zip(ids, items, strict=True) for value in pair]
     return page_of(int(total), int(first), int(n_active), flat, more=bool(more))
 

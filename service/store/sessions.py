@@ -86,6 +86,9 @@ class PageCommands(NamedTuple):
     active_from: bytes
     # SORT's start (its options may come in any order), to end with LIMIT's two numbers
     sort: bytes
+    # GET of the namespace's version, and ZCOUNT's start of its index (version_of)
+    version: bytes
+    index_active_from: bytes
 
 
 def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
@@ -96,13 +99,23 @@ def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1024)
-def page_commands(zset: str, item_pattern: str) -> PageCommands:
+def page_commands(zset: str, item_pattern: str, version: str, index: str) -> PageCommands:
     sort = page_sort(zset, item_pattern)
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
         sort=pack_start(sort, 2),
+        version=pack([("GET", version)]),
+        index_active_from=pack_start(("ZCOUNT", index), 2),
     )
+
+
+def version_of(latest: bytes | str | None, n_active: int) -> str:
+    """What every read of a namespace answers with: its latest event's id, which every
+    write moves, and how many of its sessions are active, which time alone moves
+    (sessions only leave the active window while nothing is written). Equal versions
+    mean equal answers to equal reads."""
+    return f"{text_of(latest) if latest else '0'}.{n_active}"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -216,12 +229,15 @@ class SessionStore:
                     raise
         # The inactive filter's first rank is only known inside Redis; redis-py's cluster
         # client cannot send a MULTI/EXEC from asyncio (it nests event loops).
+        page_keys = [zset, keys.version, keys.index]
         reply = await self._transport.call(
             lambda: self._transport.script(
-                self._page, [zset], self._page_args(keys, limit, offset, after, active, cutoff)
+                self._page, page_keys, self._page_args(keys, limit, offset, after, active, cutoff)
             )
         )
-        return script_page(reply)
+        page = script_page(reply)
+        page.version = version_of(reply[6], int(reply[7]))
+        return page
 
     def _page_args(
         self,
@@ -240,22 +256,30 @@ class SessionStore:
         return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.session_prefix])]
 
     def _sorted_page_commands(
-        self, zset: str, item_pattern: str, start: int, limit: int, cutoff: int
-    ) -> list[Command]:
-        """ZCARD, ZCOUNT of the active and the SORT of the page: packed for the link
-        (their fixed arguments once per sorted set), as arguments for redis-py."""
+        self, keys: Keys, zset: str, start: int, limit: int, cutoff: int
+    ) -> tuple[list[Command], list[Command]]:
+        """ZCARD, ZCOUNT of the active and the SORT of the page, then what the page's
+        version reads (the namespace's latest event, and its active sessions when the
+        page is of another set than the index): packed for the link (their fixed
+        arguments once per sorted set), as arguments for redis-py."""
         if not self._transport.packs:
+            version: list[Command] = [("GET", keys.version)]
+            if zset != keys.index:
+                version.append(("ZCOUNT", keys.index, cutoff, "+inf"))
             return [
                 ("ZCARD", zset),
                 ("ZCOUNT", zset, cutoff, "+inf"),
-                (*page_sort(zset, item_pattern), start, limit),
-            ]
-        page = page_commands(zset, item_pattern)
+                (*page_sort(zset, keys.item_pattern), start, limit),
+            ], version
+        page = page_commands(zset, keys.item_pattern, keys.version, keys.index)
+        version = [page.version]
+        if zset != keys.index:
+            version.append(pack_rest(page.index_active_from, b"%d" % cutoff, b"+inf"))
         return [
             page.total,
             pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
             pack_rest(page.sort, b"%d" % start, b"%d" % limit),
-        ]
+        ], version
 
     async def _sorted_page(
         self,
@@ -273,28 +297,42 @@ class SessionStore:
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        commands = self._sorted_page_commands(zset, keys.item_pattern, start, limit, cutoff)
+        commands, version = self._sorted_page_commands(keys, zset, start, limit, cutoff)
         if after is not None:
             args = self._page_args(keys, limit, None, after, active, cutoff, start)
-            commands.append(("EVALSHA", self._page.sha, 1, zset, *args))
-        replies = await self._transport.transaction(commands, self._page)
-        if after is not None and replies[3] != -2:
-            return script_page(replies[3])
+            commands.append(("EVALSHA", self._page.sha, 3, zset, keys.version, keys.index, *args))
+        replies = await self._transport.transaction([*commands, *version], self._page)
         total, n_active, flat = int(replies[0]), int(replies[1]), replies[2]
-        end = total if active is None else n_active
-        size = max(min(end - start, limit), 0)
-        return page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
+        # The version's replies come last: the latest event, then the index's active.
+        index_active = n_active if len(version) == 1 else int(replies[-1])
+        latest = replies[len(commands)]
+        if after is not None and replies[3] != -2:
+            page = script_page(replies[3])
+        else:
+            end = total if active is None else n_active
+            size = max(min(end - start, limit), 0)
+            page = page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
+        page.version = version_of(latest, index_active)
+        return page
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
+        session, _ = await self.get_session_version(namespace, session_id, now=now)
+        return session
+
+    async def get_session_version(
+        self, namespace: str, session_id: str, *, now: int
+    ) -> tuple[Session, str]:
+        """The session and the namespace's version (:func:`version_of`) as it was read."""
         keys = keys_of(namespace)
+        read_keys = [keys.session(session_id), keys.index, keys.version]
         found = await self._transport.call(
             lambda: self._transport.script(
-                self._read, [keys.session(session_id), keys.index], [session_id]
+                self._read, read_keys, [session_id, now - self._active_window_ms]
             )
         )
         if not found:
             raise SessionNotFound(session_id)
-        return self._session(session_id, found, now)
+        return self._session(session_id, found[:2], now), version_of(found[2], int(found[3]))
 
     def _ingest_command(
         self, namespace: str, session_id: str, message: MessageIn, timestamp: str
@@ -655,10 +693,8 @@ class SessionStore:
         return MessagePage([message_of(m) for m in reply[1:]], next_cursor)
 
     async def version(self, namespace: str, *, now: int) -> str:
-        """What every read of the namespace answers with as of ``now``, in one small
-        round trip: its latest event's id, which every write moves, and how many of
-        its sessions are active, which time alone moves (sessions only leave the
-        active window while nothing is written)."""
+        """The namespace's version (:func:`version_of`) as of ``now``, in one small round
+        trip."""
         keys = keys_of(namespace)
         cutoff = now - self._active_window_ms
         latest, n_active = await self._transport.call(
@@ -666,7 +702,7 @@ class SessionStore:
                 [("GET", keys.version), ("ZCOUNT", keys.index, cutoff, "+inf")]
             )
         )
-        return f"{text_of(latest) if latest else '0'}.{int(n_active)}"
+        return version_of(latest, int(n_active))
 
     async def counts(self, namespace: str, *, now: int, hours: int = 0) -> Counts:
         """Sessions in all, active, and per channel; with ``hours``, sessions per hour of

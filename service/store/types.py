@@ -64,6 +64,8 @@ class SessionPage:
     # The page's items, already JSON, comma-separated, without the brackets.
     items_json: bytes
     next_cursor: str | None
+    # The namespace's version when the page was read (SessionStore.version).
+    version: str = ""
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def json(self) -> bytes:

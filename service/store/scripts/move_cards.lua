@@ -1,12 +1,17 @@
--- KEYS[1] index
+-- KEYS[1] index, KEYS[2] the namespace's channels (a set)
 -- ARGV[1] session key prefix, ARGV[2] first rank, ARGV[3] how many ranks
 -- Moves the sessions at those ranks that are still cards (a release before hashes) to
--- their hashes. Returns {sessions moved, ranks read}.
+-- their hashes, and adds their channels to the namespace's channels (releases before
+-- 0.3 kept none). Returns {sessions moved, ranks read}.
 --! include record.lua
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[2], tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
 local moved = 0
+local channels = {}
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 and legacy_move(key) then moved = moved + 1 end
+  local channel = redis.call('HGET', key, 'channel')
+  if channel then channels[channel] = true end
 end
+for channel in pairs(channels) do redis.call('SADD', KEYS[2], channel) end
 return {moved, #ids}
