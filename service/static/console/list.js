@@ -497,10 +497,11 @@ export class SessionList {
     }, "Search further");
     this.region.setAttribute("aria-busy", "false");
     this.totalLabel.textContent = "";
-    this.region.replaceChildren(
+    this.region.replaceChildren(...[
       el("div", { class: "search-head" }, el("p", { class: "search-summary", role: "status" }, summary), back),
       hits.length ? el("ul", { class: "sessions results", "aria-label": `Search results for ${search.query}` }, hits) : null,
-      further);
+      further,
+    ].filter(Boolean));
   }
 
   endSearch(reload = true) {

@@ -98,10 +98,10 @@ export class SessionView {
     const { session } = this;
     this.head = el("header", { class: "session-head" });
     this.renderHead();
-    this.older = el("li", { class: "older" });
+    this.older = el("div", { class: "older" });
     this.list = el("ol", { class: "messages" });
     this.history = el("section", { class: "history", tabindex: "0", "aria-label": "Messages, oldest at the top" },
-      el("ol", { class: "messages-older" }, this.older), this.list);
+      this.older, this.list);
     this.renderOlder();
     this.list.replaceChildren(...this.messages.map((message) => this.messageNode(message)));
     this.root.replaceChildren(this.head, this.history);
@@ -156,13 +156,25 @@ export class SessionView {
         `Some actions are off: this token${me.name ? ` (${me.name})` : ""} lacks ${lacking.join(" and ")}.`)
       : null;
 
-    this.head.replaceChildren(
+    const focused = this.head.contains(document.activeElement) && document.activeElement.textContent;
+    this.head.replaceChildren(...[
       el("p", { class: "crumbs" }, el("a", { href: "#" }, "Overview"), " / session"),
       el("h2", { class: "session-title", tabindex: "-1" }, session.title || "(untitled)"),
       el("dl", { class: "facts" }, facts.map(([term, value]) => el("div", null, el("dt", null, term), el("dd", null, value)))),
       tags,
       el("div", { class: "actions", role: "group", "aria-label": "Session actions" }, actions),
-      note);
+      note,
+    ].filter(Boolean));
+    // A header drawn again keeps the focus on the button that was pressed (Pin is Unpin now:
+    // the same place in the row).
+    if (focused !== false) this.refocus(focused);
+  }
+
+  refocus(label) {
+    const buttons = [...this.head.querySelectorAll(".actions button")];
+    const swap = { Pin: "Unpin", Unpin: "Pin", Archive: "Unarchive", Unarchive: "Archive" };
+    const target = buttons.find((b) => b.textContent === label) || buttons.find((b) => b.textContent === swap[label]);
+    target?.focus({ preventScroll: true });
   }
 
   focusTitle() {
