@@ -144,6 +144,39 @@ OBJECT = {"type": "object"}
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["detail"], "properties": {"detail": STRING}},
     "Status": {"type": "object", "required": ["status"], "properties": {"status": STRING}},
+    "Counts": {
+        "type": "object",
+        "required": ["total", "active", "archived", "pinned", "channels", "tags"],
+        "properties": {
+            "total": {"type": "integer", "minimum": 0},
+            "active": {"type": "integer", "minimum": 0},
+            "archived": {"type": "integer", "minimum": 0},
+            "pinned": {"type": "integer", "minimum": 0},
+            "channels": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["total", "active"],
+                    "properties": {
+                        "total": {"type": "integer", "minimum": 0},
+                        "active": {"type": "integer", "minimum": 0},
+                    },
+                },
+            },
+            "tags": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "activity": {
+                "type": "object",
+                "required": ["hours", "channels"],
+                "properties": {
+                    "hours": {"type": "array", "items": TIME},
+                    "channels": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                    },
+                },
+            },
+        },
+    },
     "SessionItem": {
         "type": "object",
         "required": [
@@ -335,6 +368,30 @@ SCHEMAS: dict[str, Any] = {
 
 LIMIT = {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
 
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": STRING,
+    "description": "The ETag of an earlier answer to this same request: while no session "
+    "of the namespace has changed, the answer is 304 with no body, after reading only the "
+    "namespace's version.",
+}
+ETAG = {
+    "ETag": {
+        "description": "Changes whenever any session of the namespace changes (and when a "
+        "session leaves the active window); names this request's answer only.",
+        "schema": STRING,
+    }
+}
+
+
+def tagged(responses: dict[str, Any]) -> dict[str, Any]:
+    """An answer that carries an ETag, and its 304."""
+    responses["200"]["headers"] = ETAG
+    not_modified = {"description": "Nothing changed since the ETag sent.", "headers": ETAG}
+    return {"200": responses["200"], "304": not_modified}
+
 
 def ok(code: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description}
@@ -348,9 +405,10 @@ PATHS: dict[str, Any] = {
         "get": operation(
             "List sessions, most recently active first.",
             "sessions:read",
-            ok("200", "A page of sessions.", ref("SessionList")),
+            tagged(ok("200", "A page of sessions.", ref("SessionList"))),
             ("400", "422"),
             parameters=[
+                IF_NONE_MATCH,
                 query("limit", LIMIT, "Sessions per page."),
                 query(
                     "offset",
@@ -405,6 +463,25 @@ PATHS: dict[str, Any] = {
             "complete: false and gives a next_cursor.",
         ),
     },
+    "/api/sessions/counts": {
+        "get": operation(
+            "Counts of sessions: in all, active, per channel; activity per hour.",
+            "sessions:read",
+            ok("200", "The counts.", ref("Counts")),
+            ("422",),
+            parameters=[
+                query(
+                    "hours",
+                    {"type": "integer", "minimum": 0, "maximum": 168, "default": 0},
+                    "Add `activity`: per channel, the sessions whose latest activity falls "
+                    "in each of the last `hours` hours (the current hour last).",
+                )
+            ],
+            description="One round trip, whose work grows with the number of channels "
+            "(times hours), never with the number of sessions. archived, pinned and tags "
+            "are 0 and empty until sessions can be archived, pinned and tagged.",
+        ),
+    },
     "/api/messages": {
         "post": operation(
             "Ingest up to 1000 messages; one result per item.",
@@ -420,8 +497,9 @@ PATHS: dict[str, Any] = {
         "get": operation(
             "One session.",
             "sessions:read",
-            ok("200", "The session.", ref("Session")),
+            tagged(ok("200", "The session.", ref("Session"))),
             ("404", "422"),
+            parameters=[IF_NONE_MATCH],
         ),
         "patch": operation(
             "Rename a session.",
