@@ -19,6 +19,8 @@ from .appkeys import (
     SETTINGS,
     STORE,
     TOKENS,
+    WEBHOOK_TIMING,
+    WEBHOOKS,
 )
 from .auth import TokenRegistry
 from .connections import open_redis
@@ -32,6 +34,7 @@ from .store import (
     SessionStore,
     migrate_legacy_cards,
 )
+from .webhooks import Webhooks
 
 log = logging.getLogger("chatsessions")
 
@@ -116,6 +119,23 @@ def redis_context(
     return context
 
 
+def webhooks_context(
+    client: RedisClient | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Deliver the configured webhooks' events while the app runs (service/webhooks.py);
+    their state goes through ``client`` when one is passed in, as the store does."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        running = Webhooks.running(
+            app[SETTINGS], app[STORE], app[METRICS], client, app.get(WEBHOOK_TIMING)
+        )
+        async with running as webhooks:
+            app[WEBHOOKS] = webhooks
+            yield
+
+    return context
+
+
 def make_runner(app: web.Application) -> web.AppRunner:
     """The runner every serve path uses, with the slow-client guards switched on (the
     body's and the answer's deadlines are kept by :mod:`service.deadlines`)."""
@@ -170,4 +190,5 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     setup_routes(app)
     app.cleanup_ctx.append(flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
+    app.cleanup_ctx.append(webhooks_context(redis_client))
     return app

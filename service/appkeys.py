@@ -11,6 +11,7 @@ from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .settings import Settings
 from .store import SessionStore
+from .webhooks import Timing, Webhooks
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", SessionStore)
@@ -23,5 +24,9 @@ OPENAPI = web.AppKey("openapi", bytes)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 # The scope each /api route needs; routes missing here need only a valid token.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict[AbstractRoute, str])
+# This worker's webhook deliveries (service/webhooks.py), while the app runs.
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
+# The webhooks' retry and lease timing, when not the default (tests make it short).
+WEBHOOK_TIMING = web.AppKey("webhook_timing", Timing)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

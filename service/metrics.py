@@ -39,6 +39,13 @@ COUNTERS = {
     "messages_ingested": "Messages stored (repeated message ids are not counted).",
     "sessions_created": "Sessions created, by POST /api/sessions or by their first message.",
 }
+# Webhook counters, per endpoint name (never its URL, which may hold a secret).
+WEBHOOK_COUNTERS = {
+    "delivered": "Events a webhook endpoint acknowledged with a 2xx answer.",
+    "failed": "Webhook delivery attempts that failed: no connection, no answer in time, not 2xx.",
+    "retried": "Webhook delivery attempts that repeated a failed one.",
+    "dropped": "Events a webhook gave up on, failing when older than webhook_max_age.",
+}
 SNAPSHOT_SUFFIX = ".metrics.json"
 
 
@@ -52,6 +59,8 @@ class Counts:
         # the sum of their seconds
         self.latency: dict[str, list[float]] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        # (webhook name, one of WEBHOOK_COUNTERS) -> count
+        self.webhooks: dict[tuple[str, str], int] = {}
 
     def add(self, other: Counts) -> None:
         for key, count in other.requests.items():
@@ -62,6 +71,8 @@ class Counts:
                 mine[n] += value
         for name, count in other.counters.items():
             self.counters[name] = self.counters.get(name, 0) + count
+        for pair, count in other.webhooks.items():
+            self.webhooks[pair] = self.webhooks.get(pair, 0) + count
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -69,6 +80,7 @@ class Counts:
                 "requests": [[*key, count] for key, count in self.requests.items()],
                 "latency": self.latency,
                 "counters": self.counters,
+                "webhooks": [[*key, count] for key, count in self.webhooks.items()],
             }
         )
 
@@ -79,6 +91,7 @@ class Counts:
         counts.requests = {(m, r, int(s)): int(n) for m, r, s, n in data["requests"]}
         counts.latency = {route: [float(v) for v in row] for route, row in data["latency"].items()}
         counts.counters.update({name: int(n) for name, n in data["counters"].items()})
+        counts.webhooks = {(w, c): int(n) for w, c, n in data.get("webhooks", [])}
         return counts
 
 
@@ -108,6 +121,12 @@ class Metrics:
     def count(self, name: str, amount: int = 1) -> None:
         """Adds to one of :data:`COUNTERS`."""
         self.counts.counters[name] += amount
+
+    def webhook(self, name: str, counter: str, amount: int = 1) -> None:
+        """Adds to one of :data:`WEBHOOK_COUNTERS` of the webhook ``name`` (0 makes it
+        show before anything happened)."""
+        key = (name, counter)
+        self.counts.webhooks[key] = self.counts.webhooks.get(key, 0) + amount
 
     def flush(self) -> None:
         """Leave this process's counts where the other workers read them.
@@ -177,6 +196,14 @@ class _CountsCollector(Collector):
             yield CounterMetricFamily(
                 f"chatsessions_{name}", help_text, value=counts.counters.get(name, 0)
             )
+        for counter, help_text in WEBHOOK_COUNTERS.items():
+            family = CounterMetricFamily(
+                f"chatsessions_webhook_{counter}", help_text, labels=["webhook"]
+            )
+            for (name, kind), count in sorted(counts.webhooks.items()):
+                if kind == counter:
+                    family.add_metric([name], count)
+            yield family
 
 
 def _folder_from_environment() -> Path | None:

@@ -11,6 +11,7 @@ script runs on one Redis Cluster slot and namespaces spread over the shards.
 ``cs:{ns}:events``              stream, the change feed (scripts/events.lua)
 ``cs:{ns}:version``             the id of the namespace's latest event
 ``cs:{ns}:layout``              the layout version its sessions were last brought to
+``cs:{ns}:webhook:<name>:…``    a webhook's position and lease (:mod:`.webhook_state`)
 ``cs:readiness-probe``          written by /readyz, outside every namespace
 
 Releases before 0.2 kept a session as a string ``cs:{ns}:card:<id>`` and its metadata
