@@ -137,12 +137,9 @@ class Console {
       onEvent: (event) => this.event(event),
       onState: (state, why) => this.feedState(state, why),
     });
-    if (this.caps.feed) {
-      // The list is read once the feed is open, so that no change falls between the two.
-      await Promise.race([this.feed.start(), new Promise((resolve) => setTimeout(resolve, 3000))]);
-    } else {
-      this.feedState("unsupported");
-    }
+    // The list is read once the feed is open, so that no change falls between the two. A
+    // service without a feed answers 404 and the console goes on without live updates.
+    await Promise.race([this.feed.start(), new Promise((resolve) => setTimeout(resolve, 3000))]);
     this.list.reload();
     this.route();
     window.addEventListener("hashchange", () => this.route(true));
@@ -186,6 +183,8 @@ class Console {
       this.overview.open().then(() => navigated && this.overview.focusTitle());
     } else {
       this.overview.close();
+      // The tabs' counts come with the overview's read; a session opened first reads them too.
+      if (!this.list.counts) this.overview.refresh();
       this.session.open(id).then(() => navigated && this.session.focusTitle());
     }
   }

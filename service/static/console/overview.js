@@ -14,6 +14,7 @@ export class Overview {
     this.root = root;
     this.controller = null;
     this.shown = false;
+    this.missing = false;
   }
 
   close() {
@@ -21,11 +22,26 @@ export class Overview {
     this.controller?.abort();
   }
 
-  /** Reads the counts (with the chart's figures when the service has them). */
+  /**
+   * The counts with the chart's figures, or null where the service has no counts (a 404:
+   * not asked again). Asked of the service itself rather than its document, which may
+   * describe the route a moment after it exists.
+   */
   async counts(signal) {
     const { caps, api } = this.ctx;
-    if (!caps.counts) return null;
-    return api.read("api/sessions/counts", { query: caps.activity ? { hours: HOURS } : {}, signal });
+    if (this.missing) return null;
+    try {
+      return await api.read("api/sessions/counts", { query: { hours: HOURS }, signal });
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 404) {
+        this.missing = true;
+        return null;
+      }
+      // A service that counts but takes no hours: counts without the chart.
+      if (error.status === 422 && !caps.activity) return api.read("api/sessions/counts", { signal });
+      throw error;
+    }
   }
 
   async open() {
@@ -60,7 +76,6 @@ export class Overview {
   }
 
   render(counts, problem) {
-    const { caps } = this.ctx;
     const body = el("div", { class: "overview-body", "aria-busy": "false" });
     if (problem) {
       body.append(el("p", { class: "state error" }, `The counts could not be read: ${problem}`));
@@ -74,7 +89,7 @@ export class Overview {
       body.append(el("dl", { class: "cards" }, cards));
       body.append(el("h3", null, "Sessions active per hour, last 24 hours"));
       if (counts.activity) body.append(activityChart(counts.activity));
-      else if (!caps.activity) body.append(el("p", { class: "muted" }, "This service gives no hourly figures (counts?hours=24), so there is no chart."));
+      else body.append(el("p", { class: "muted" }, "This service gives no hourly figures (counts?hours=24), so there is no chart."));
       const tags = Object.entries(counts.tags || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
       if (tags.length) {
         body.append(el("h3", null, "Tags"), el("ul", { class: "tags" }, tags.map(([tag, count]) => el("li", null,
