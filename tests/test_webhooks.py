@@ -537,6 +537,35 @@ async def test_the_events_filter_keeps_only_those_types(
     await caught_up(state, store, "deletions")
 
 
+async def test_a_position_no_longer_kept_goes_on_from_the_newest_event(
+    redis_client: RedisClient,
+    store: SessionStore,
+    state: WebhookState,
+    settings: Settings,
+    receivers: Callable[..., Awaitable[Receiver]],
+    workers: Callable[..., Awaitable[Worker]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await write(store, "old-1", "old-2")
+    # A position from before the oldest event kept: what came after it may be gone.
+    assert await state.acquire(NS, "hook", "earlier", 10_000) is not None
+    assert await state.advance(NS, "hook", "earlier", "1-0", 10_000)
+    assert await state.release(NS, "hook", "earlier")
+    receiver = await receivers()
+    await workers(with_hooks(settings, hook(receiver)), redis_client)
+    newest = (await event_ids(store))[-1]
+
+    async def moved_on() -> bool:
+        return await state.position(NS, "hook") == newest
+
+    await until(moved_on, "the position moved to the newest event")
+    assert "the events after 1-0 are no longer kept" in caplog.text
+    await write(store, "new")
+    ids = await event_ids(store)
+    await until(lambda: receiver.acknowledged == ids[-1:], "the new event delivered")
+    assert receiver.ids() == ids[-1:]
+
+
 async def test_the_python_and_javascript_verifiers_of_the_docs_accept_a_real_delivery(
     redis_client: RedisClient,
     store: SessionStore,
