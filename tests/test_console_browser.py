@@ -750,26 +750,31 @@ def test_write_screenshots(service: Service, tab: Tab) -> None:
     assert SCREENSHOTS
     out = Path(SCREENSHOTS)
     out.mkdir(parents=True, exist_ok=True)
+    channels = ["telegram", "telegram", "web", "discord", "telegram", "slack", "web", "discord"]
     topics = [
-        ("telegram", "Python prime numbers"),
-        ("discord", "Refund for order 1182"),
-        ("slack", "Deploy fails on arm64"),
-        ("web", "Weekly report summary"),
-        ("telegram", "Password reset link"),
-        ("web", "Which plan fits a team of five?"),
-        ("discord", "Bug: login loop after update"),
-        ("slack", "Invoice in EUR, not USD"),
+        "Python prime numbers",
+        "Refund for order 1182",
+        "Deploy fails on arm64",
+        "Weekly report summary",
+        "Password reset link does not arrive",
+        "Which plan fits a team of five?",
+        "Bug: login loop after the update",
+        "Invoice in EUR, not USD",
+        "Can I export my chat history?",
+        "Booking a table for Friday",
     ]
     replies = [
-        "Sure: here is how I would go about it.",
-        "Could you tell me a bit more about what you tried?",
+        "Sure. Here is how I would go about it, step by step.",
+        "Could you tell me a bit more about what you tried so far?",
+        "That worked, thank you!",
         "Done. Anything else I can help with?",
     ]
     messages = []
-    for n in range(36):
-        channel, topic = topics[n % len(topics)]
-        start = 5 + (n * 37) % (23 * 60)
-        for m in range(1 + n % 5):
+    for n in range(60):
+        channel, topic = channels[n % len(channels)], topics[n % len(topics)]
+        # More sessions in the working hours of the last day, fewer at night.
+        start = 2 + int((n**1.55) * 6) % (23 * 60)
+        for m in range(1 + (n * 5) % 7):
             messages.append(
                 {
                     "session_id": f"{channel[:2]}-{1000 + n}",
@@ -777,18 +782,18 @@ def test_write_screenshots(service: Service, tab: Tab) -> None:
                     "content": topic if m == 0 else replies[m % len(replies)],
                     "channel": channel,
                     "id": f"s{n}-{m}",
-                    "timestamp": iso(start - m),
+                    "timestamp": iso(start - m * 0.5),
                 }
             )
     service.batch(messages)
     page = tab.page
     sign_in(page, service)
-    expect(rows(page)).to_have_count(36)
+    expect(rows(page)).to_have_count(50)
     expect(page.locator(".chart")).to_be_visible()
     page.mouse.move(0, 0)
     page.screenshot(path=out / "console-list.png")
-    row(page, "te-1000").locator("a").click()
-    expect(page.locator(".messages .message")).to_have_count(1)
+    row(page, "te-1001").locator("a").click()
+    expect(page.locator(".messages .message")).to_have_count(6)
     page.screenshot(path=out / "console-session.png")
     page.goto(service.url + "/console/#")
     expect(page.locator(".chart")).to_be_visible()

@@ -30,7 +30,7 @@ function series(activity) {
 function niceMax(value) {
   if (value <= 4) return Math.max(1, value);
   const step = 10 ** Math.floor(Math.log10(value));
-  for (const factor of [1, 2, 2.5, 5, 10]) if (factor * step >= value) return factor * step;
+  for (const factor of [1, 2, 4, 5, 10]) if (factor * step >= value) return factor * step;
   return value;
 }
 
@@ -44,7 +44,9 @@ export function activityChart(activity) {
   const slot = plotWidth / Math.max(1, hours.length);
   const y = (value) => MARGIN.top + plotHeight - (value / top) * plotHeight;
 
-  const grid = [0, top / 2, top].map((tick) =>
+  // Whole numbers only: a count has no halves.
+  const ticks = Number.isInteger(top / 2) ? [0, top / 2, top] : [0, top];
+  const grid = ticks.map((tick) =>
     svg("g", { class: "tick" },
       svg("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: y(tick), y2: y(tick) }),
       svg("text", { x: MARGIN.left - 6, y: y(tick) + 4, "text-anchor": "end" }, format.number(tick)),
