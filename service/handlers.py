@@ -19,9 +19,13 @@ from .metrics import CONTENT_TYPE, Metrics
 from .models import (
     InvalidInput,
     check_channel,
+    check_flag,
     check_metadata,
+    check_new_session_id,
     check_session_id,
+    check_tags,
     check_title,
+    check_user,
     now_ms,
     parse_message,
 )
@@ -29,6 +33,7 @@ from .store import (
     BatchOutcome,
     ChannelRequired,
     IngestResult,
+    SessionChange,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
@@ -46,6 +51,7 @@ MAX_ACTIVITY_HOURS = 168
 EXPORT_PAGE = 500
 EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
+PATCH_FIELDS = frozenset({"title", "pinned", "archived", "tags", "metadata"})
 # How a batch item's status is counted in the batch's answer.
 BATCH_COUNTS = {201: "created", 200: "duplicates"}
 
@@ -209,8 +215,11 @@ async def create_session(request: web.Request) -> web.Response:
     body = await read_object(request)
     settings = request.app[SETTINGS]
     raw_id = body.get("id")
-    session_id = f"session_{uuid.uuid4().hex[:16]}" if raw_id is None else check_session_id(raw_id)
+    session_id = (
+        f"session_{uuid.uuid4().hex[:16]}" if raw_id is None else check_new_session_id(raw_id)
+    )
     raw_title = body.get("title")
+    raw_user = body.get("user")
     session = await request.app[STORE].create_session(
         namespace_of(request),
         session_id,
@@ -218,6 +227,7 @@ async def create_session(request: web.Request) -> web.Response:
         title=None if raw_title is None else check_title(raw_title),
         metadata=check_metadata(body.get("metadata"), settings.max_metadata_bytes),
         now=now_ms(),
+        user=None if raw_user is None else check_user(raw_user),
     )
     request.app[METRICS].count("sessions_created")
     return json_response(session.as_dict(), status=201)
@@ -242,20 +252,44 @@ async def session_counts(request: web.Request) -> web.Response:
     return json_response(counts.as_dict())
 
 
-async def rename_session(request: web.Request) -> web.Response:
+def session_change(body: dict[str, Any], max_metadata_bytes: int) -> SessionChange:
+    unknown = sorted(set(body) - PATCH_FIELDS)
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0]} cannot be changed; send any of {', '.join(sorted(PATCH_FIELDS))}."
+        )
+    if not body:
+        raise InvalidInput(f"Send at least one of {', '.join(sorted(PATCH_FIELDS))}.")
+    metadata = body.get("metadata")
+    return SessionChange(
+        title=None if "title" not in body else check_title(body["title"]),
+        pinned=None if "pinned" not in body else check_flag(body["pinned"], "pinned"),
+        archived=None if "archived" not in body else check_flag(body["archived"], "archived"),
+        tags=None if "tags" not in body else tuple(check_tags(body["tags"])),
+        metadata=None
+        if "metadata" not in body
+        else (check_metadata(metadata, max_metadata_bytes) or {}),
+    )
+
+
+async def update_session(request: web.Request) -> web.Response:
     body = await read_object(request)
-    session = await request.app[STORE].rename_session(
-        namespace_of(request),
-        path_session_id(request),
-        check_title(body.get("title")),
-        now=now_ms(),
+    change = session_change(body, request.app[SETTINGS].max_metadata_bytes)
+    session = await request.app[STORE].update_session(
+        namespace_of(request), path_session_id(request), change, now=now_ms()
     )
     return json_response(session.as_dict())
 
 
 async def set_title(request: web.Request) -> web.Response:
-    """PocketPaw's rename: same effect as PATCH, answers only a status."""
-    await rename_session(request)
+    """PocketPaw's rename: answers only a status."""
+    body = await read_object(request)
+    await request.app[STORE].rename_session(
+        namespace_of(request),
+        path_session_id(request),
+        check_title(body.get("title")),
+        now=now_ms(),
+    )
     return json_response({"status": "ok"})
 
 
@@ -285,7 +319,7 @@ async def add_message(request: web.Request) -> web.Response:
     # request.app is two calls into Python each time: looked up once.
     app = request.app
     settings = app[SETTINGS]
-    session_id = path_session_id(request)
+    session_id = check_new_session_id(request.match_info["session_id"], "session id")
     body = await read_json(request)
     now = now_ms()
     message = parse_message(
@@ -343,7 +377,7 @@ async def add_messages(request: web.Request) -> web.Response:
         try:
             if not isinstance(item, dict):
                 raise InvalidInput("Each message must be a JSON object.")
-            session_id = check_session_id(item.get("session_id"), "session_id")
+            session_id = check_new_session_id(item.get("session_id"), "session_id")
             message = parse_message(
                 item,
                 max_content_bytes=settings.max_content_bytes,

@@ -33,6 +33,12 @@ MAX_TIME_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 # such a number, up to the last millisecond of 9999, is a clock read in milliseconds.
 MAX_PLAUSIBLE_SECONDS = 10**11
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Routes under /api/sessions/ that a session id would collide with (SPEC §3).
+RESERVED_IDS = ("search", "counts", "bulk")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_TAGS = 20
+MAX_USER_LENGTH = 256
+MAX_READER_LENGTH = 64
 
 
 class InvalidInput(ValueError):
@@ -51,6 +57,8 @@ class MessageIn:
     timestamp_ms: int
     metadata: dict[str, Any] | None
     channel: str | None
+    # The bot's own id of the person, the same on every channel (None when not sent).
+    user: str | None = None
 
 
 def now_ms() -> int:
@@ -124,6 +132,61 @@ def check_session_id(value: Any, field: str = "id") -> str:
         raise InvalidInput(f"{field} cannot be '.' or '..'.")
     if not value.isascii():
         _utf8(value, field)
+    return value
+
+
+def check_new_session_id(value: Any, field: str = "id") -> str:
+    """A session id that a write may create: not one of the words routed under
+    /api/sessions/, which would make the session unreachable."""
+    session_id = check_session_id(value, field)
+    if session_id in RESERVED_IDS:
+        raise InvalidInput(
+            f"{field} cannot be {session_id!r}: /api/sessions/{session_id} is a route of its "
+            "own, so such a session could not be read back; choose another id."
+        )
+    return session_id
+
+
+def _text(value: Any, field: str, most: int) -> str:
+    """A name of 1 to ``most`` characters without control characters."""
+    if not isinstance(value, str) or not value or len(value) > most:
+        raise InvalidInput(f"{field} must be a string of 1 to {most} characters.")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{field} must not contain control characters.")
+    _utf8(value, field)
+    return value
+
+
+def check_user(value: Any, field: str = "user") -> str:
+    return _text(value, field, MAX_USER_LENGTH)
+
+
+def check_reader(value: Any, field: str = "reader") -> str:
+    return _text(value, field, MAX_READER_LENGTH)
+
+
+def check_tag(value: Any, field: str = "tag") -> str:
+    if not isinstance(value, str) or not TAG_PATTERN.match(value):
+        raise InvalidInput(
+            f"{field} must be 1 to 64 letters, digits, '_', '-', '.' or ':', such as billing "
+            "or vip."
+        )
+    return value
+
+
+def check_tags(value: Any) -> list[str]:
+    """A session's tags, in the order given, each once."""
+    if not isinstance(value, list):
+        raise InvalidInput("tags must be a list of tags, such as [\"billing\", \"vip\"].")
+    tags = list(dict.fromkeys(check_tag(tag, "each tag") for tag in value))
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"tags holds at most {MAX_TAGS} tags; {len(tags)} were sent.")
+    return tags
+
+
+def check_flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field} must be true or false.")
     return value
 
 
@@ -227,6 +290,7 @@ def parse_message(
     timestamp = body.get("timestamp")
     timestamp_ms = received_ms if timestamp is None else parse_time(timestamp)
     channel = body.get("channel")
+    user = body.get("user")
     return MessageIn(
         id=message_id,
         role=role,
@@ -234,6 +298,7 @@ def parse_message(
         timestamp_ms=timestamp_ms,
         metadata=check_metadata(body.get("metadata"), max_metadata_bytes),
         channel=None if channel is None else check_channel(channel),
+        user=None if user is None else check_user(user),
     )
 
 

@@ -12,7 +12,8 @@ The format (docs/operations.md, "Export", says the same for operators):
 - Then one line per session, most recently active first::
 
       {"id": "…", "title": "…", "created_at": "…", "updated_at": "…",
-       "channel": "web", "title_source": "auto", "metadata": {},
+       "channel": "web", "pinned": false, "archived": false, "tags": [],
+       "title_source": "auto", "metadata": {},
        "messages": [{"id": "…", "role": "user", "content": "…",
                      "timestamp": "…", "metadata": {}}, …],
        "message_count": 2}
@@ -53,8 +54,11 @@ from .models import (
     ROLES,
     InvalidInput,
     check_channel,
+    check_flag,
     check_session_id,
+    check_tags,
     check_title,
+    check_user,
     format_time,
     parse_time,
 )
@@ -273,6 +277,16 @@ def parse_session(raw: bytes | str, line: int) -> SessionRecord:
         updated = time_of(value.get("updated_at"))
         field = "metadata"
         metadata = _metadata(value.get("metadata"))
+        # Organisation (SPEC §7), optional: files of releases before 0.3 have none.
+        field = "pinned"
+        pinned = check_flag(value.get("pinned", False), field)
+        field = "archived"
+        archived = check_flag(value.get("archived", False), field)
+        field = "tags"
+        tags = tuple(check_tags(value.get("tags", [])))
+        field = "user"
+        user = value.get("user")
+        user = None if user is None else check_user(user)
         field = "messages"
         items = value.get("messages")
         if not isinstance(items, list):
@@ -299,6 +313,10 @@ def parse_session(raw: bytes | str, line: int) -> SessionRecord:
         updated_at_ms=updated,
         messages=messages,
         metadata=metadata,
+        pinned=pinned,
+        archived=archived,
+        tags=tags,
+        user=user,
     )
 
 

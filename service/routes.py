@@ -54,7 +54,7 @@ def setup_routes(app: web.Application) -> None:
     add("POST", SESSION + "/messages", handlers.add_message, WRITE)
     add("GET", SESSION + "/messages", admitted(handlers.history), READ)
     add("GET", SESSION, handlers.get_session, READ)
-    add("PATCH", SESSION, handlers.rename_session, WRITE)
+    add("PATCH", SESSION, handlers.update_session, WRITE)
     add("DELETE", SESSION, handlers.delete_session, DELETE)
     add("POST", SESSION + "/title", handlers.set_title, WRITE)
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)

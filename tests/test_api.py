@@ -43,6 +43,9 @@ async def test_seed_example_is_reproduced_field_for_field(api: Api) -> None:
         "updated_at": "2024-01-15T11:45:00Z",
         "message_count": 12,
         "channel": "web",
+        "pinned": False,
+        "archived": False,
+        "tags": [],
         "active": False,
     }
     assert list(body["sessions"][0]) == [
@@ -52,6 +55,9 @@ async def test_seed_example_is_reproduced_field_for_field(api: Api) -> None:
         "updated_at",
         "message_count",
         "channel",
+        "pinned",
+        "archived",
+        "tags",
         "active",
     ]
 

@@ -79,6 +79,9 @@ async def test_every_write_appends_its_event_in_order(store: SessionStore) -> No
             "updated_at": format_time(NOW),
             "message_count": 0,
             "channel": "slack",
+            "pinned": False,
+            "archived": False,
+            "tags": [],
             "active": True,
         }
     }

@@ -44,13 +44,25 @@ async def load_legacy(client: Redis) -> None:
         await pipe.execute()
 
 
+# Members 0.3 added to every session, which sessions of earlier releases have unset.
+ORGANISATION = {"pinned": False, "archived": False, "tags": []}
+
+
+def as_earlier(session: dict[str, Any]) -> dict[str, Any]:
+    """A session as an earlier release answered it: without what 0.3 added, which must
+    read unset."""
+    assert {name: session[name] for name in ORGANISATION} == ORGANISATION
+    return {name: value for name, value in session.items() if name not in ORGANISATION}
+
+
 async def answers(store: SessionStore) -> dict[str, Any]:
     page = await store.list_sessions(NAMESPACE, limit=500, now=NOW)
     found: dict[str, Any] = {"list": orjson.loads(page.json()), "sessions": {}, "histories": {}}
+    found["list"]["sessions"] = [as_earlier(item) for item in found["list"]["sessions"]]
     for item in found["list"]["sessions"]:
         session_id = item["id"]
         session = await store.get_session(NAMESPACE, session_id, now=NOW)
-        found["sessions"][session_id] = session.as_dict()
+        found["sessions"][session_id] = as_earlier(session.as_dict())
         history = await store.history(NAMESPACE, session_id, limit=500)
         found["histories"][session_id] = [m.as_dict() for m in history.messages]
     return found
@@ -97,9 +109,8 @@ async def test_a_write_or_read_that_meets_a_card_first_moves_it(
     store = SessionStore(client, active_window_ms=900_000)
     expected = FIXTURE["answers"]["sessions"]
     # Read before any move: the session is moved by the read and reads as it did.
-    assert (await store.get_session(NAMESPACE, "spaces/abc123", now=NOW)).as_dict() == expected[
-        "spaces/abc123"
-    ]
+    session = await store.get_session(NAMESPACE, "spaces/abc123", now=NOW)
+    assert as_earlier(session.as_dict()) == expected["spaces/abc123"]
     # A message to a session still a card goes on from it: counts, title, channel kept.
     message = MessageIn("new-1", "user", "one more", NOW + 5, None, None)
     result = await store.add_message(NAMESPACE, "session_plain", message, now=NOW + 5)

@@ -146,8 +146,13 @@ AWKWARD_TITLES = [
 ]
 LUA_ITEM = """
 --! include record.lua
+local tags = {}
+if ARGV[8] ~= '' then tags = split_tags(ARGV[8]) end
+local user = nil
+if ARGV[9] ~= '' then user = ARGV[9] end
 return record_item({title = ARGV[1], created = ARGV[2], updated = ARGV[3],
-  count = tonumber(ARGV[4]), channel = ARGV[5]})
+  count = tonumber(ARGV[4]), channel = ARGV[5], pinned = ARGV[6] == '1',
+  archived = ARGV[7] == '1', tags = tags, user = user})
 """
 
 
@@ -157,5 +162,22 @@ async def test_the_scripts_write_the_item_as_record_py_does(redis_client: RedisC
     script = redis_client.register_script(assembled(LUA_ITEM))
     created, updated = "2024-01-15T10:30:00.000Z", "2024-01-15T11:45:00.000Z"
     for title in AWKWARD_TITLES:
-        written = await script(keys=[], args=[title, created, updated, 12, "web"])
+        written = await script(keys=[], args=[title, created, updated, 12, "web", "", "", "", ""])
         assert written == render_item(title, created, updated, 12, "web"), title
+        # The person's id is any text, as awkward as a title ('' stands for none here);
+        # tags are plain names.
+        organised = await script(
+            keys=[], args=[title, created, updated, 0, "tg", "1", "1", "vip,a:b.c-d_e", title]
+        )
+        expected = render_item(
+            title,
+            created,
+            updated,
+            0,
+            "tg",
+            pinned=True,
+            archived=True,
+            tags=["vip", "a:b.c-d_e"],
+            user=title or None,
+        )
+        assert organised == expected, title

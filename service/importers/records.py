@@ -30,3 +30,7 @@ class SessionRecord:
     updated_at_ms: int
     messages: list[MessageRecord]
     metadata: dict[str, Any] | None = None
+    pinned: bool = False
+    archived: bool = False
+    tags: tuple[str, ...] = ()
+    user: str | None = None

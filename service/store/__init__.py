@@ -42,6 +42,7 @@ from .types import (
     SearchHit,
     SearchPage,
     Session,
+    SessionChange,
     SessionPage,
 )
 
@@ -70,6 +71,7 @@ __all__ = [
     "SearchHit",
     "SearchPage",
     "Session",
+    "SessionChange",
     "SessionExists",
     "SessionNotFound",
     "SessionPage",

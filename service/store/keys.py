@@ -2,12 +2,20 @@
 script runs on one Redis Cluster slot and namespaces spread over the shards.
 
 ``cs:{ns}:session:<id>``        hash, the session's record (see :mod:`.record`)
-``cs:{ns}:index``               sorted set, session id scored by updated_at (epoch ms)
+``cs:{ns}:index``               sorted set, session id scored by updated_at (epoch ms),
+                                of the sessions not archived
 ``cs:{ns}:channel:<channel>``   sorted set, the same for one channel
+``cs:{ns}:pinned``              sorted set, the same for pinned sessions
+``cs:{ns}:tag:<tag>``           sorted set, the same for one tag
+``cs:{ns}:user:<user>``         sorted set, the same for one person
+``cs:{ns}:archived``            sorted set, the archived sessions, scored as the index
+``cs:{ns}:archived:<set>``      each set above (channel:, pinned, tag:, user:) for the
+                                archived sessions: a session is in one half of each
 ``cs:{ns}:messages:<id>``       list of stored messages, in the order they arrived
 ``cs:{ns}:seen:<id>``           hash, message id -> its position in the list
 ``cs:{ns}:op:<operation id>``   a write's record, kept seconds to answer its retry
 ``cs:{ns}:channels``            set, the channels that have sessions
+``cs:{ns}:tags``                set, the tags that have sessions
 ``cs:{ns}:events``              stream, the change feed (scripts/events.lua)
 ``cs:{ns}:version``             the id of the namespace's latest event
 ``cs:{ns}:layout``              the layout version its sessions were last brought to
@@ -43,6 +51,8 @@ class Keys:
         self.meta_prefix = self.prefix + "meta:"
         self.operation_prefix = self.prefix + "op:"
         self.channels = self.prefix + "channels"
+        self.tags = self.prefix + "tags"
+        self.archived = self.prefix + "archived"
         self.events = self.prefix + "events"
         self.version = self.prefix + "version"
         self.layout = self.prefix + "layout"
@@ -70,13 +80,20 @@ class Keys:
     def operation(self, operation_id: str) -> str:
         return self.operation_prefix + operation_id
 
+    def listing(self, archived: bool, kind: str = "", value: str = "") -> str:
+        """The sorted set of sessions (archived or not) of one filter: ``kind`` is
+        ``channel``, ``pinned``, ``tag`` or ``user`` ('' for all of them)."""
+        if not kind:
+            return self.archived if archived else self.index
+        name = kind if kind == "pinned" else f"{kind}:{value}"
+        return self.prefix + ("archived:" if archived else "") + name
+
     def ingest_prefixes(self) -> list[str]:
         """INGEST's key prefixes, in its order."""
         return [
             self.session_prefix,
             self.messages_prefix,
             self.seen_prefix,
-            self.channel_prefix,
             self.operation_prefix,
         ]
 

@@ -4,9 +4,12 @@ is tested for equality with it.
 
 A session is a Redis hash whose fields read as they are (``HGETALL`` in redis-cli
 shows them): ``title``, ``title_source`` (default, auto or user), ``channel``,
-``created_at`` and ``updated_at`` (RFC 3339, milliseconds, UTC), ``message_count``,
-``metadata`` (JSON, only when set), and ``item``: the session's list item as JSON
-members, ``"title":…,"created_at":…,"updated_at":…,"message_count":…,"channel":…``.
+``created_at`` and ``updated_at`` (RFC 3339, milliseconds, UTC), ``message_count``;
+only when set: ``pinned`` and ``archived`` (``true``), ``tags`` (comma-joined),
+``user``, ``metadata`` (JSON) and ``read:<reader>`` (messages that reader has read);
+and ``item``: the session's list item as JSON members, ``"title":…,"created_at":…,
+"updated_at":…,"message_count":…,"channel":…,"pinned":…,"archived":…,"tags":[…]``
+and ``,"user":…`` when set.
 Every write keeps ``item`` true to the other fields, so that a page reads one field
 per session (one GET pattern of its SORT) and joins it as it is
 (``{"id":…,<item>,"active":…}``).
@@ -39,16 +42,33 @@ DERIVE_TITLE = "+"
 
 
 def render_item(
-    title: str, created_at: str, updated_at: str, message_count: int, channel: str
+    title: str,
+    created_at: str,
+    updated_at: str,
+    message_count: int,
+    channel: str,
+    *,
+    pinned: bool = False,
+    archived: bool = False,
+    tags: Sequence[str] = (),
+    user: str | None = None,
 ) -> bytes:
     """The ``item`` field, as scripts/record.lua's ``record_item`` writes it."""
-    return b'"title":%b,"created_at":"%b","updated_at":"%b","message_count":%d,"channel":"%b"' % (
-        orjson.dumps(title),
-        created_at.encode(),
-        updated_at.encode(),
-        message_count,
-        channel.encode(),
+    item = (
+        b'"title":%b,"created_at":"%b","updated_at":"%b","message_count":%d,"channel":"%b",'
+        b'"pinned":%b,"archived":%b,"tags":%b'
+        % (
+            orjson.dumps(title),
+            created_at.encode(),
+            updated_at.encode(),
+            message_count,
+            channel.encode(),
+            b"true" if pinned else b"false",
+            b"true" if archived else b"false",
+            orjson.dumps(list(tags)),
+        )
     )
+    return item if user is None else item + b',"user":' + orjson.dumps(user)
 
 
 def record_fields(
@@ -114,6 +134,10 @@ def session_of(
         message_count=fields["message_count"],
         active=active,
         metadata=orjson.loads(metadata) if metadata else None,
+        pinned=fields.get("pinned", False),
+        archived=fields.get("archived", False),
+        tags=tuple(fields.get("tags", ())),
+        user=fields.get("user"),
     )
 
 

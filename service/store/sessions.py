@@ -53,7 +53,6 @@ from .record import (
     message_of,
     message_out,
     page_of,
-    record_fields,
     script_page,
     session_of,
     session_of_fields,
@@ -73,6 +72,7 @@ from .types import (
     SearchHit,
     SearchPage,
     Session,
+    SessionChange,
     SessionPage,
 )
 
@@ -159,7 +159,7 @@ class SessionStore:
         self._page = register("page")
         self._read = register("read")
         self._create = register("create")
-        self._rename = register("rename")
+        self._patch = register("patch")
         self._delete = register("delete")
         self._history = register("history")
         self._search = register("search")
@@ -349,6 +349,7 @@ class SessionStore:
                 str(message.timestamp_ms),
                 timestamp,
                 auto_title_arg(message),
+                message.user or "",
                 self._operation_id(),
             ]
         ).encode()
@@ -402,7 +403,7 @@ class SessionStore:
             return []
         keys = keys_of(namespace)
         head: list[Any] = [
-            keys.channel_prefix,
+            keys.session_prefix,
             keys.messages_prefix,
             keys.seen_prefix,
             DEFAULT_TITLE,
@@ -422,13 +423,13 @@ class SessionStore:
                     times[position],
                     stored_message(message).decode(),
                     auto_title_arg(message),
+                    message.user or "",
                 ]
             )
         calls = [
             [
                 *head,
                 orjson.dumps(rows[start : start + BATCH_CHUNK]),
-                keys.session_prefix,
                 keys.operation(self._operation_id()),
             ]
             for start in range(0, len(rows), BATCH_CHUNK)
@@ -474,12 +475,19 @@ class SessionStore:
         if not records:
             return []
         keys = keys_of(namespace)
-        head = [keys.session_prefix, keys.messages_prefix, keys.seen_prefix, keys.channel_prefix]
+        head = [keys.session_prefix, keys.messages_prefix, keys.seen_prefix]
         calls: list[list[Any]] = []
         owners: list[int] = []
         for position, record in enumerate(records):
+            organisation = {
+                "pinned": record.pinned,
+                "archived": record.archived,
+                "tags": list(record.tags),
+                "user": record.user,
+            }
             session = [
                 *head,
+                orjson.dumps(organisation),
                 record.id,
                 record.title,
                 record.title_source,
@@ -611,62 +619,71 @@ class SessionStore:
         title: str | None,
         metadata: dict[str, Any] | None,
         now: int,
+        user: str | None = None,
     ) -> Session:
         keys = keys_of(namespace)
-        stamp = format_time(now)
-        metadata_json = orjson.dumps(metadata) if metadata else None
-        fields = record_fields(
-            title=title or DEFAULT_TITLE,
-            title_source=TITLE_USER if title else TITLE_DEFAULT,
-            channel=channel,
-            created_at=stamp,
-            updated_at=stamp,
-            message_count=0,
-            metadata=metadata_json,
-        )
-        create_keys = [
-            keys.session(session_id),
-            keys.index,
-            keys.channel(channel),
-            keys.operation(self._operation_id()),
+        args = [
+            session_id,
+            now,
+            format_time(now),
+            title or DEFAULT_TITLE,
+            TITLE_USER if title else TITLE_DEFAULT,
+            channel,
+            user or "",
+            orjson.dumps(metadata) if metadata else "",
         ]
+        create_keys = [keys.session(session_id), keys.operation(self._operation_id())]
         created = await self._transport.call(
-            lambda: self._transport.script(self._create, create_keys, [session_id, now, *fields]),
-            write=True,
+            lambda: self._transport.script(self._create, create_keys, args), write=True
         )
         if not created:
             raise SessionExists(session_id)
-        return session_of_fields(session_id, fields, True)
+        return session_of_fields(session_id, created, True)
 
-    async def rename_session(
-        self, namespace: str, session_id: str, title: str, *, now: int
+    async def update_session(
+        self, namespace: str, session_id: str, change: SessionChange, *, now: int
     ) -> Session:
+        """Apply ``change`` (only what it sets) in one script; unchanged is no write."""
         keys = keys_of(namespace)
+        fields = {
+            name: value
+            for name, value in (
+                ("title", change.title),
+                ("pinned", change.pinned),
+                ("archived", change.archived),
+                ("tags", None if change.tags is None else list(change.tags)),
+            )
+            if value is not None
+        }
+        metadata = (
+            "-"
+            if change.metadata is None
+            else (orjson.dumps(change.metadata) if change.metadata else "")
+        )
+        args = [session_id, orjson.dumps(fields), metadata]
         found = await self._transport.call(
-            lambda: self._transport.script(
-                self._rename,
-                [keys.session(session_id), keys.index],
-                [session_id, title],
-            ),
+            lambda: self._transport.script(self._patch, [keys.session(session_id)], args),
             write=True,
         )
         if not found:
             raise SessionNotFound(session_id)
-        return self._session(session_id, found, now)
+        return self._session(session_id, found[:2], now)
+
+    async def rename_session(
+        self, namespace: str, session_id: str, title: str, *, now: int
+    ) -> Session:
+        return await self.update_session(namespace, session_id, SessionChange(title=title), now=now)
 
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
         delete_keys = [
             keys.session(session_id),
-            keys.index,
             keys.messages(session_id),
             keys.seen(session_id),
             keys.operation(self._operation_id()),
         ]
         deleted = await self._transport.call(
-            lambda: self._transport.script(
-                self._delete, delete_keys, [session_id, keys.channel_prefix]
-            ),
+            lambda: self._transport.script(self._delete, delete_keys, [session_id]),
             write=True,
         )
         if not deleted:

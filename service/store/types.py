@@ -23,19 +23,31 @@ class Session:
     message_count: int
     active: bool
     metadata: dict[str, Any] | None
+    pinned: bool = False
+    archived: bool = False
+    tags: tuple[str, ...] = ()
+    user: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        """As the API answers a session: the list item's members in the item's order,
+        then its title's source and metadata."""
+        answer: dict[str, Any] = {
             "id": self.id,
             "title": self.title,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "message_count": self.message_count,
             "channel": self.channel,
-            "active": self.active,
-            "title_source": self.title_source,
-            "metadata": self.metadata if self.metadata is not None else {},
+            "pinned": self.pinned,
+            "archived": self.archived,
+            "tags": list(self.tags),
         }
+        if self.user is not None:
+            answer["user"] = self.user
+        answer["active"] = self.active
+        answer["title_source"] = self.title_source
+        answer["metadata"] = self.metadata if self.metadata is not None else {}
+        return answer
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and a batch
@@ -134,3 +146,14 @@ class RestoreOutcome:
     created: bool
     stored: int
     seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """What a PATCH sets; None leaves a field as it is. Empty metadata takes it away."""
+
+    title: str | None = None
+    pinned: bool | None = None
+    archived: bool | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None

@@ -1,16 +1,19 @@
--- KEYS[1] session, KEYS[2] index, KEYS[3] channel index, KEYS[4] operation
--- ARGV[1] session id, ARGV[2] score (epoch ms), then the record's fields and values
--- Returns 1 when created (by this operation, also when it is sent again), 0 when the id
--- is taken.
+-- KEYS[1] session, KEYS[2] operation
+-- ARGV[1] session id, ARGV[2] time (epoch ms), ARGV[3] the same as RFC 3339, ARGV[4]
+-- title, ARGV[5] title source, ARGV[6] channel, ARGV[7] user ('' for none), ARGV[8]
+-- metadata JSON ('' for none)
+-- Returns the record's fields and values when created (by this operation, also when it
+-- is sent again), 0 when the id is taken.
 --! include record.lua
-if redis.call('EXISTS', KEYS[4]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('HGETALL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 1 or legacy_move(KEYS[1]) then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-local fields = {}
-for k = 3, #ARGV, 2 do fields[ARGV[k]] = ARGV[k + 1] end
-channel_added(KEYS[1], fields.channel)
-emit(KEYS[1], 'session.created', ARGV[1], fields.channel, ARGV[2], fields.item)
-redis.call('SET', KEYS[4], '1', 'PX', ${OPERATION_TTL_MS})
-return 1
+local s = {title = ARGV[4], source = ARGV[5], channel = ARGV[6], created = ARGV[3],
+  updated = ARGV[3], count = 0, pinned = false, archived = false, tags = {}}
+if ARGV[7] ~= '' then s.user = ARGV[7] end
+local item = record_write(KEYS[1], s)
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[8]) end
+local ns = namespace_key(KEYS[1], '')
+reindex(ns, ARGV[1], {}, memberships(ns, s), ARGV[2], true)
+emit(KEYS[1], 'session.created', ARGV[1], s.channel, ARGV[2], item)
+redis.call('SET', KEYS[2], '1', 'PX', ${OPERATION_TTL_MS})
+return redis.call('HGETALL', KEYS[1])

@@ -22,15 +22,3 @@ local function emit(session_key, kind, id, channel, score, item, message)
     '${EVENTS_RETENTION}', '*', unpack(entry))
   redis.call('SET', namespace_key(session_key, 'version'), event_id)
 end
-
--- The namespace's channels, for counts: a channel joins when a session of it is written
--- first and leaves when its last session goes.
-local function channel_added(session_key, channel)
-  redis.call('SADD', namespace_key(session_key, 'channels'), channel)
-end
-
-local function channel_left(session_key, channel, channel_index)
-  if redis.call('EXISTS', channel_index) == 0 then
-    redis.call('SREM', namespace_key(session_key, 'channels'), channel)
-  end
-end

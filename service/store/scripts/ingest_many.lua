@@ -1,7 +1,7 @@
 -- KEYS[1] index
--- ARGV[1] channel key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
+-- ARGV[1] session key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
 -- ARGV[4] default title, ARGV[5] the messages as one JSON array of messages
--- (see ingest_run.lua), ARGV[6] session key prefix, ARGV[7] the call's operation key
+-- (see ingest_run.lua), ARGV[6] the call's operation key
 -- Returns per message: status, message count, and the stored message when it was seen
 -- before (else ''). One call writes many messages, and they travel as one argument.
 -- Consecutive messages of one session go to ingest_run as one run. The operation key
@@ -16,8 +16,8 @@ local first = 1
 for k = 1, #messages do
   local id = messages[first][1]
   if k == #messages or messages[k + 1][1] ~= id then
-    ingest_run(ARGV[6] .. id, ARGV[2] .. id, ARGV[3] .. id, KEYS[1], ARGV[1], ARGV[4],
-      messages, first, k, replies)
+    ingest_run(ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id, ARGV[4], messages, first, k,
+      replies)
     first = k + 1
   end
 end
@@ -28,9 +28,9 @@ for k = 1, #messages do
   any_stored = any_stored or stored_here
 end
 if any_stored then
-  redis.call('SET', ARGV[7], cjson.encode(counts), 'PX', ${OPERATION_TTL_MS})
+  redis.call('SET', ARGV[6], cjson.encode(counts), 'PX', ${OPERATION_TTL_MS})
 else
-  local earlier = redis.call('GET', ARGV[7])
+  local earlier = redis.call('GET', ARGV[6])
   if earlier then
     for k, count in ipairs(cjson.decode(earlier)) do
       if count > 0 then

@@ -1,20 +1,24 @@
 -- The one ingest rule, shared by INGEST (one message) and INGEST_MANY (a batch).
 -- ingest_run applies messages[first..last], all of one session, in order: the same
 -- outcome as one call per message, but the run reads the record, its score and its seen
--- message ids once, and writes the record, the index entries, the messages and the seen
+-- message ids once, and writes the record, the sorted sets, the messages and the seen
 -- ids once. A message is {session id, channel ('' if not sent), message id, time
--- ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg)}.
+-- ms (a string), time RFC 3339, stored message, auto title argument (auto_title_arg),
+-- user ('' if not sent)}.
 -- Appends per message to replies: status (1 stored, 0 message id seen before: nothing
 -- changes, -1 unknown session and no channel), the message count after it, and the
 -- stored message when it was seen before (else ''). Returns the session (a record, nil
 -- if none), its score and its item (nil when nothing was written). Each message stored
 -- appends its event (events.lua), with the session as that message left it.
-local function ingest_run(key, list, seen, index, channel_prefix, default_title,
-                          messages, first, last, replies)
+local function ingest_run(key, list, seen, default_title, messages, first, last, replies)
   local id = messages[first][1]
+  local ns = namespace_key(key, '')
   local s = record_read(key)
-  local score, score_text
-  if s then score = tonumber(redis.call('ZSCORE', index, id)) end
+  local score, score_text, before
+  if s then
+    before = memberships(ns, s)
+    score = tonumber(redis.call('ZSCORE', before[1][1], id))
+  end
   -- Seen ids matter once the session exists: a lone message of a new session needs none.
   local positions = {}
   if s or last > first then
@@ -40,9 +44,8 @@ local function ingest_run(key, list, seen, index, channel_prefix, default_title,
       local kind = 'session.updated'
       if not s then
         s = {source = 'default', title = default_title, created = m[5], updated = m[5],
-             count = 0, channel = m[2]}
+             count = 0, channel = m[2], pinned = false, archived = false, tags = {}}
         kind = 'session.created'
-        channel_added(key, s.channel)
       end
       local ts = tonumber(m[4])
       if score == nil or ts > score then
@@ -50,6 +53,8 @@ local function ingest_run(key, list, seen, index, channel_prefix, default_title,
         s.updated = m[5]
       end
       s.count = s.count + 1
+      -- A session keeps the first person it is given.
+      if not s.user and m[8] ~= '' then s.user = m[8] end
       if s.source == 'default' and m[7] ~= '' then
         local title = message_title(m[7], m[6])
         if title ~= '' then
@@ -68,13 +73,11 @@ local function ingest_run(key, list, seen, index, channel_prefix, default_title,
     end
   end
   if #pushed == 0 then return s, score, nil end
-  local before = redis.call('RPUSH', list, unpack(pushed)) - #pushed
-  for n = 2, #seen_pairs, 2 do seen_pairs[n] = before + seen_pairs[n] - 1 end
+  local before_count = redis.call('RPUSH', list, unpack(pushed)) - #pushed
+  for n = 2, #seen_pairs, 2 do seen_pairs[n] = before_count + seen_pairs[n] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
   local item = record_write(key, s)
-  if score_text then
-    redis.call('ZADD', index, score_text, id)
-    redis.call('ZADD', channel_prefix .. s.channel, score_text, id)
-  end
+  reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
+    score_text ~= nil)
   return s, score, item
 end

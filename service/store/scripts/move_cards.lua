@@ -1,8 +1,9 @@
 -- KEYS[1] index, KEYS[2] the namespace's channels (a set)
 -- ARGV[1] session key prefix, ARGV[2] first rank, ARGV[3] how many ranks
--- Moves the sessions at those ranks that are still cards (a release before hashes) to
--- their hashes, and adds their channels to the namespace's channels (releases before
--- 0.3 kept none). Returns {sessions moved, ranks read}.
+-- Brings the sessions at those ranks to this release's record: moves those still cards
+-- (a release before hashes) to their hashes, writes anew an item without the members
+-- 0.3 added (pinned, archived, tags), and names their channels in the namespace's
+-- channels (releases before 0.3 kept none). Returns {sessions moved, ranks read}.
 --! include record.lua
 local ids = redis.call('ZRANGE', KEYS[1], ARGV[2], tonumber(ARGV[2]) + tonumber(ARGV[3]) - 1)
 local moved = 0
@@ -10,8 +11,12 @@ local channels = {}
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 and legacy_move(key) then moved = moved + 1 end
-  local channel = redis.call('HGET', key, 'channel')
-  if channel then channels[channel] = true end
+  local s = record_read(key)
+  if s then
+    channels[s.channel] = true
+    local item = redis.call('HGET', key, 'item')
+    if not string.find(item, '","pinned":', 1, true) then record_write(key, s) end
+  end
 end
 for channel in pairs(channels) do redis.call('SADD', KEYS[2], channel) end
 return {moved, #ids}

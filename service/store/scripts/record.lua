@@ -1,7 +1,10 @@
 -- The session record, as service/store/record.py defines it: a hash of readable fields
--- (title, title_source, channel, created_at, updated_at, message_count, and metadata
--- when set) and `item`, the session's list item as JSON members (without its id and
+-- (title, title_source, channel, created_at, updated_at, message_count; pinned and
+-- archived ('true' when so), tags (comma-joined), user, metadata and read marks when
+-- set) and `item`, the session's list item as JSON members (without its id and
 -- activity), kept by every write so that a page reads one field per session.
+-- A record in Lua: {title, source, channel, created, updated, count, pinned, archived,
+-- tags (a list), user (nil for none)}.
 --! include events.lua
 local json_short = {['"'] = '\\"', ['\\'] = '\\\\', ['\8'] = '\\b', ['\9'] = '\\t',
   ['\10'] = '\\n', ['\12'] = '\\f', ['\13'] = '\\r'}
@@ -18,9 +21,24 @@ local function json_string(text)
 end
 
 local function record_item(s)
-  return '"title":' .. json_string(s.title) .. ',"created_at":"' .. s.created
+  local tags = ''
+  if #s.tags > 0 then tags = '"' .. table.concat(s.tags, '","') .. '"' end
+  local item = '"title":' .. json_string(s.title) .. ',"created_at":"' .. s.created
     .. '","updated_at":"' .. s.updated .. '","message_count":'
-    .. string.format('%d', s.count) .. ',"channel":"' .. s.channel .. '"'
+    .. string.format('%d', s.count) .. ',"channel":"' .. s.channel .. '","pinned":'
+    .. tostring(s.pinned) .. ',"archived":' .. tostring(s.archived) .. ',"tags":['
+    .. tags .. ']'
+  if s.user then item = item .. ',"user":' .. json_string(s.user) end
+  return item
+end
+
+-- Tags as the hash keeps them: joined by commas, which no tag holds.
+local function split_tags(text)
+  local tags = {}
+  if text then
+    for tag in string.gmatch(text, '[^,]+') do tags[#tags + 1] = tag end
+  end
+  return tags
 end
 
 -- A session stored by a release before hashes (a card string, its metadata in a key of
@@ -42,6 +60,7 @@ local function legacy_move(key)
     updated = string.sub(card, c + 1, d - 1),
     count = tonumber(string.sub(card, d + 1, e - 1)),
     channel = string.sub(card, e + 1),
+    pinned = false, archived = false, tags = {},
   }
   redis.call('HSET', key, 'title', s.title, 'title_source', s.source, 'channel', s.channel,
     'created_at', s.created, 'updated_at', s.updated,
@@ -53,23 +72,88 @@ local function legacy_move(key)
   return true
 end
 
--- The session at `key`, or nil: {title, source, channel, created, updated, count}.
+-- The session at `key`, or nil.
 local function record_read(key)
   local f = redis.call('HMGET', key, 'title', 'title_source', 'channel', 'created_at',
-    'updated_at', 'message_count')
+    'updated_at', 'message_count', 'pinned', 'archived', 'tags', 'user')
   if not f[1] then
     if not legacy_move(key) then return nil end
     return record_read(key)
   end
   return {title = f[1], source = f[2], channel = f[3], created = f[4], updated = f[5],
-    count = tonumber(f[6])}
+    count = tonumber(f[6]), pinned = f[7] == 'true', archived = f[8] == 'true',
+    tags = split_tags(f[9]), user = f[10] or nil}
 end
 
--- Writes the session's fields and its item; returns the item.
+-- Writes the session's fields and its item; returns the item. Pinned, archived, tags
+-- and user are written when set; record_clear takes away those a change unset.
 local function record_write(key, s)
   local item = record_item(s)
-  redis.call('HSET', key, 'title', s.title, 'title_source', s.source, 'channel', s.channel,
+  local fields = {'title', s.title, 'title_source', s.source, 'channel', s.channel,
     'created_at', s.created, 'updated_at', s.updated,
-    'message_count', string.format('%d', s.count), 'item', item)
+    'message_count', string.format('%d', s.count), 'item', item}
+  if s.pinned then fields[#fields + 1] = 'pinned'; fields[#fields + 1] = 'true' end
+  if s.archived then fields[#fields + 1] = 'archived'; fields[#fields + 1] = 'true' end
+  if #s.tags > 0 then
+    fields[#fields + 1] = 'tags'
+    fields[#fields + 1] = table.concat(s.tags, ',')
+  end
+  if s.user then fields[#fields + 1] = 'user'; fields[#fields + 1] = s.user end
+  redis.call('HSET', key, unpack(fields))
   return item
+end
+
+local function record_clear(key, s)
+  local unset = {}
+  if not s.pinned then unset[#unset + 1] = 'pinned' end
+  if not s.archived then unset[#unset + 1] = 'archived' end
+  if #s.tags == 0 then unset[#unset + 1] = 'tags' end
+  redis.call('HDEL', key, unpack(unset))
+end
+
+-- The sorted sets that list a session, each scored by its updated_at (keys.py names
+-- them): the index and its channel's, pinned, tag and user sets, all split in two: an
+-- archived session is in the archived ones (the list leaves it out unless asked for).
+-- Each is {key, registry (the set naming the channel or tag) or nil, name}.
+local function memberships(ns, s)
+  local part, base = ns, ns .. 'index'
+  if s.archived then part, base = ns .. 'archived:', ns .. 'archived' end
+  local sets = {{base}, {part .. 'channel:' .. s.channel, ns .. 'channels', s.channel}}
+  if s.pinned then sets[#sets + 1] = {part .. 'pinned'} end
+  for _, tag in ipairs(s.tags) do
+    sets[#sets + 1] = {part .. 'tag:' .. tag, ns .. 'tags', tag}
+  end
+  if s.user then sets[#sets + 1] = {part .. 'user:' .. s.user} end
+  return sets
+end
+
+-- Moves a session `id` from the sorted sets of `before` to those of `after` (each a
+-- memberships list; {} for none), scoring them `score` (a string of epoch ms), which
+-- sets it anew in every set when `moved`, and keeps the channels and tags sets naming
+-- those that list sessions. `ns` is the namespace's key prefix.
+local function reindex(ns, id, before, after, score, moved)
+  local stays = {}
+  for _, set in ipairs(before) do stays[set[1]] = false end
+  for _, set in ipairs(after) do
+    if stays[set[1]] == nil then
+      redis.call('ZADD', set[1], score, id)
+      if set[2] then redis.call('SADD', set[2], set[3]) end
+    elseif moved then
+      redis.call('ZADD', set[1], score, id)
+    end
+    stays[set[1]] = true
+  end
+  for _, set in ipairs(before) do
+    if not stays[set[1]] then
+      redis.call('ZREM', set[1], id)
+      -- A name leaves its registry when neither half lists a session any more.
+      if set[2] then
+        local kind = string.sub(set[2], #ns + 1, -2)
+        if redis.call('EXISTS', ns .. kind .. ':' .. set[3],
+            ns .. 'archived:' .. kind .. ':' .. set[3]) == 0 then
+          redis.call('SREM', set[2], set[3])
+        end
+      end
+    end
+  end
 end

@@ -1,6 +1,6 @@
 -- KEYS[1] index
 -- ARGV[1] session key prefix, ARGV[2] messages key prefix, ARGV[3] seen key prefix,
--- ARGV[4] channel key prefix
+-- ARGV[4] its organisation as JSON {pinned, archived, tags, user (or none)}
 -- ARGV[5..12] the session as restored: id, title, title source, channel, created_at and
 -- updated_at (RFC 3339), updated_at in epoch ms, metadata JSON ('' for none)
 -- ARGV[13], ARGV[14] the latest time of this call's messages, in epoch ms and RFC 3339
@@ -9,7 +9,8 @@
 -- (record.stored_message), in arrival order
 -- Creates the session with these fields when it does not exist, then appends the
 -- messages whose ids it has not seen, keeping the list and the seen hash as ingest does.
--- A session that exists keeps its title, channel, created_at and metadata; its
+-- A session that exists keeps its title, channel, created_at, metadata and
+-- organisation; its
 -- updated_at (and score) becomes the latest of its own, the given one and the appended
 -- messages' times (a session's updated_at is never before a message it stores, so the
 -- latest time of the call's messages stands for the latest of those appended). Nothing
@@ -21,17 +22,22 @@
 local id = ARGV[5]
 local key, list, seen = ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id
 local given_ms = tonumber(ARGV[11])
+local ns = namespace_key(key, '')
 local s = record_read(key)
 local created, write = 0, false
-local score, score_text
+local score, score_text, before
 if s then
-  score = tonumber(redis.call('ZSCORE', KEYS[1], id))
+  before = memberships(ns, s)
+  score = tonumber(redis.call('ZSCORE', before[1][1], id))
   if score == nil or given_ms > score then
     score, score_text, s.updated, write = given_ms, ARGV[11], ARGV[10], true
   end
 else
+  local given = cjson.decode(ARGV[4])
   s = {title = ARGV[6], source = ARGV[7], channel = ARGV[8], created = ARGV[9],
-       updated = ARGV[10], count = 0}
+       updated = ARGV[10], count = 0, pinned = given.pinned, archived = given.archived,
+       tags = given.tags}
+  if given.user ~= cjson.null then s.user = given.user end
   score, score_text, created, write = given_ms, ARGV[11], 1, true
 end
 local n = (#ARGV - 14) / 2
@@ -67,12 +73,9 @@ end
 if write then
   local item = record_write(key, s)
   if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
-  if created == 1 then channel_added(key, s.channel) end
+  reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
+    score_text ~= nil)
   emit(key, created == 1 and 'session.created' or 'session.updated', id, s.channel,
     string.format('%d', score), item)
-end
-if score_text then
-  redis.call('ZADD', KEYS[1], score_text, id)
-  redis.call('ZADD', ARGV[4] .. s.channel, score_text, id)
 end
 return {created, #pushed, seen_before}

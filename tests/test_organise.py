@@ -1,0 +1,145 @@
+"""Organising sessions through the API (SPEC §7): PATCH of title, pinned, archived,
+tags and metadata; a person across channels; reserved ids. On fakeredis and a real
+redis-server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.store.keys import keys_of
+from service.store.types import RedisClient
+
+from conftest import Api, quote
+
+
+async def patch(api: Api, session_id: str, body: Any, token: str = "admin") -> tuple[int, Any]:
+    return await api.call("PATCH", f"/api/sessions/{quote(session_id)}", json=body, token=token)
+
+
+async def test_patch_sets_each_field_and_answers_the_session(
+    api: Api, redis_client: RedisClient
+) -> None:
+    await api.ingest("s1", id="m1", channel="telegram")
+    status, session = await patch(
+        api,
+        "s1",
+        {"pinned": True, "tags": ["billing", "vip", "billing"], "metadata": {"k": 1}},
+    )
+    assert status == 200
+    assert session["pinned"] is True and session["archived"] is False
+    assert session["tags"] == ["billing", "vip"]
+    assert session["metadata"] == {"k": 1}
+    status, again = await api.call("GET", "/api/sessions/s1")
+    assert again == session
+    # The hash reads as it is in redis-cli.
+    record = await redis_client.hgetall(keys_of("default").session("s1"))
+    assert record[b"pinned"] == b"true" and record[b"tags"] == b"billing,vip"
+    assert b"archived" not in record
+    status, session = await patch(api, "s1", {"pinned": False, "tags": [], "metadata": {}})
+    assert status == 200
+    assert (session["pinned"], session["tags"], session["metadata"]) == (False, [], {})
+    record = await redis_client.hgetall(keys_of("default").session("s1"))
+    assert not {b"pinned", b"tags", b"metadata"} & set(record)
+    status, session = await patch(api, "s1", {"title": "Named"})
+    assert (session["title"], session["title_source"]) == ("Named", "user")
+
+
+async def test_archived_sessions_leave_the_list_and_come_back(api: Api) -> None:
+    for n in range(3):
+        await api.ingest(f"s{n}", id="m", timestamp=f"2024-01-15T10:0{n}:00Z")
+    await patch(api, "s1", {"archived": True})
+    status, page = await api.call("GET", "/api/sessions")
+    assert [s["id"] for s in page["sessions"]] == ["s2", "s0"] and page["total"] == 2
+    status, session = await api.call("GET", "/api/sessions/s1")
+    assert session["archived"] is True
+    # A message to an archived session keeps it archived.
+    await api.ingest("s1", id="m2")
+    status, page = await api.call("GET", "/api/sessions")
+    assert page["total"] == 2
+    await patch(api, "s1", {"archived": False})
+    status, page = await api.call("GET", "/api/sessions")
+    assert [s["id"] for s in page["sessions"]] == ["s1", "s2", "s0"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"tags": ["ok", "not ok"]}, "each tag must be 1 to 64 letters"),
+        ({"tags": [f"t{n}" for n in range(21)]}, "at most 20 tags"),
+        ({"tags": "vip"}, "tags must be a list"),
+        ({"tags": ["x" * 65]}, "each tag must be 1 to 64"),
+        ({"pinned": "yes"}, "pinned must be true or false"),
+        ({"archived": 1}, "archived must be true or false"),
+        ({"title": ""}, "title must not be empty"),
+        ({"metadata": []}, "metadata must be a JSON object"),
+        ({"channel": "web"}, "channel cannot be changed"),
+        ({}, "Send at least one of"),
+    ],
+)
+async def test_patch_refuses_what_breaks_a_rule(api: Api, body: Any, words: str) -> None:
+    await api.ingest("s1", id="m1")
+    status, answer = await patch(api, "s1", body)
+    assert status == 422 and words in answer["detail"]
+
+
+async def test_patch_unknown_session_and_scopes(api: Api) -> None:
+    status, _ = await patch(api, "nope", {"pinned": True})
+    assert status == 404
+    await api.ingest("s1", id="m1")
+    status, _ = await patch(api, "s1", {"pinned": True}, token="reader")
+    assert status == 403
+
+
+async def test_a_change_to_what_it_is_already_changes_nothing(api: Api) -> None:
+    await api.ingest("s1", id="m1")
+    await patch(api, "s1", {"pinned": True, "tags": ["a"]})
+    async with api.client.get("/api/sessions", headers=api.tokens.header("admin")) as response:
+        tag = response.headers["ETag"]
+    await patch(api, "s1", {"pinned": True, "tags": ["a"]})
+    headers = {**api.tokens.header("admin"), "If-None-Match": tag}
+    async with api.client.get("/api/sessions", headers=headers) as response:
+        assert response.status == 304
+
+
+async def test_a_session_keeps_the_first_person_given(api: Api) -> None:
+    await api.ingest("tg-1", id="m1", channel="telegram")
+    await api.ingest("tg-1", id="m2", user="alice@example.com")
+    await api.ingest("tg-1", id="m3", user="someone else")
+    status, session = await api.call("GET", "/api/sessions/tg-1")
+    assert session["user"] == "alice@example.com"
+    status, created = await api.call(
+        "POST", "/api/sessions", json={"id": "web-1", "channel": "web", "user": "alice@example.com"}
+    )
+    assert status == 201 and created["user"] == "alice@example.com"
+    status, plain = await api.call("GET", "/api/sessions")
+    items = {s["id"]: s for s in plain["sessions"]}
+    assert items["web-1"]["user"] == "alice@example.com"
+    for bad in ("", "x" * 257, "a\nb", 5):
+        status, answer = await api.call(
+            "POST",
+            "/api/sessions/s9/messages",
+            json={"role": "user", "content": "x", "channel": "web", "user": bad},
+        )
+        assert status == 422 and "user" in answer["detail"]
+
+
+@pytest.mark.parametrize("word", ["search", "counts", "bulk"])
+async def test_route_words_cannot_be_session_ids(api: Api, word: str) -> None:
+    status, answer = await api.call("POST", "/api/sessions", json={"id": word, "channel": "web"})
+    assert status == 422 and f"/api/sessions/{word} is a route" in answer["detail"]
+    status, answer = await api.call(
+        "POST",
+        f"/api/sessions/{word}/messages",
+        json={"role": "user", "content": "x", "channel": "web"},
+    )
+    assert status == 422 and "is a route" in answer["detail"]
+    status, answer = await api.call(
+        "POST",
+        "/api/messages",
+        json={"messages": [{"session_id": word, "role": "user", "content": "x", "channel": "web"}]},
+    )
+    assert answer["results"][0]["status"] == 422
+    # Longer ids that hold the word are ids like any other.
+    await api.ingest(f"{word}-1", id="m")
