@@ -511,6 +511,54 @@ def test_pin_and_archive_are_done_through_the_api(service: Service, tab: Tab) ->
     assert "spaces/abc123" not in [s["id"] for s in listed["sessions"]]
 
 
+def test_tags_and_the_organising_filters(service: Service, tab: Tab) -> None:
+    if not service.patch_supports("tags"):
+        pytest.skip("PATCH takes no tags on this tree yet (organising, SPEC §7)")
+    seed_three(service)
+    _, tagged = service.call("GET", "/api/sessions?tag=no-session-has-this")
+    if tagged["total"]:
+        pytest.skip("the list has no tag filter on this tree yet (organising, SPEC §7)")
+    service.ingest("alice-chat", content="Hi, it is Alice", channel="web", id="a-1", user="alice")
+    status, _ = service.call("PATCH", "/api/sessions/dm%3A987654321", {"archived": True})
+    assert status == 200
+    page = tab.page
+    sign_in(page, service)
+    # Archived sessions are left out by default, as the API leaves them out.
+    expect(rows(page).locator(".item-id")).to_have_text(
+        ["alice-chat", "spaces/abc123", "123456789:topic:42"]
+    )
+    row(page, "spaces/abc123").locator("a").click()
+    page.get_by_role("button", name="Edit tags").click()
+    dialog = page.get_by_role("dialog", name="Edit tags")
+    dialog.get_by_label("Tags").fill("billing, vip  billing")
+    dialog.get_by_role("button", name="Save tags").click()
+    expect(dialog).to_be_hidden()
+    assert service.call("GET", "/api/sessions/spaces%2Fabc123")[1]["tags"] == ["billing", "vip"]
+    expect(row(page, "spaces/abc123").locator(".tag")).to_have_text(["billing", "vip"])
+    # A tag that the API would refuse is refused in the dialog, with the reason.
+    page.get_by_role("button", name="Edit tags").click()
+    dialog.get_by_label("Tags").fill("no spaces? <b>")
+    dialog.get_by_role("button", name="Save tags").click()
+    expect(dialog.locator("#dialog-error")).to_contain_text("is not a tag")
+    dialog.get_by_role("button", name="Cancel").click()
+    # The session's tag lists the sessions with it.
+    page.locator(".session-head .tag", has_text="billing").click()
+    expect(rows(page).locator(".item-id")).to_have_text(["spaces/abc123"])
+    expect(page.get_by_label("Tag", exact=True)).to_have_value("billing")
+    page.get_by_role("button", name="Clear filters").click()
+    expect(rows(page)).to_have_count(3)
+    page.get_by_label("User").fill("alice")
+    page.get_by_role("button", name="Apply").click()
+    expect(rows(page).locator(".item-id")).to_have_text(["alice-chat"])
+    page.get_by_role("button", name="Clear filters").click()
+    page.get_by_label("Archived").select_option("true")
+    expect(rows(page).locator(".item-id")).to_have_text(["dm:987654321"])
+    page.get_by_label("Archived").select_option("any")
+    expect(rows(page)).to_have_count(4)
+    _, every = service.call("GET", "/api/sessions?archived=any")
+    expect(rows(page).locator(".item-id")).to_have_text([s["id"] for s in every["sessions"]])
+
+
 def test_export_downloads_the_session(service: Service, tab: Tab) -> None:
     seed_three(service)
     page = tab.page
@@ -579,6 +627,125 @@ def test_a_message_sent_through_the_api_appears_without_a_reload(
     assert service.call("DELETE", "/api/sessions/dm%3A987654321")[0] == 200
     expect(row(page, "dm:987654321")).to_have_count(0)
     assert page.evaluate("window.__notReloaded") is True
+
+
+def sse_event(event_id: str, kind: str, data: Any) -> str:
+    return f"id: {event_id}\nevent: {kind}\ndata: {orjson.dumps(data).decode()}\n\n"
+
+
+def test_the_feed_resumes_with_last_event_id_and_a_reset_reads_the_list_again(
+    service: Service, tab: Tab
+) -> None:
+    """The console's side of the feed, against answers the test gives in the service's
+    place: each answer ends (a dropped connection), and the console must come back with
+    the last id it saw, and read the list again on a reset."""
+    seed_three(service)
+    _, listed = service.call("GET", "/api/sessions")
+    oldest = dict(listed["sessions"][-1])
+    page = tab.page
+    asked: list[str | None] = []
+    list_reads: list[str] = []
+    moved = {**oldest, "message_count": 7, "updated_at": iso(0)}
+    answers = [
+        ": hello\n\n" + sse_event("5-0", "session.updated", {"session": moved}),
+        sse_event("6-0", "reset", {"detail": "the position asked for is gone"}),
+    ]
+
+    def feed(route: Any) -> None:
+        asked.append(route.request.headers.get("last-event-id"))
+        if len(asked) > len(answers):
+            route.fulfill(status=503, json={"detail": "later"}, headers={"Retry-After": "30"})
+            return
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+            body=answers[len(asked) - 1],
+        )
+
+    page.route("**/api/events", feed)
+    page.on(
+        "request",
+        lambda request: list_reads.append(request.url) if "/api/sessions?" in request.url else None,
+    )
+    sign_in(page, service)
+    # The first answer's event moved the oldest session to the top with its new count.
+    expect(rows(page).first).to_have_attribute("data-id", oldest["id"])
+    expect(rows(page).first.locator(".count")).to_have_text("7 messages")
+    # Its stream ended; the console asked again from the last id it saw, then got a
+    # reset and read the list again, which puts the session back where the service has it.
+    expect(rows(page).first).to_have_attribute("data-id", "spaces/abc123")
+    # The third request met a 503, which the console shows and waits out.
+    expect(page.locator("#live-text")).to_have_text("Redis unavailable, retrying…")
+    assert asked == [None, "5-0", "6-0"]
+    assert len([url for url in list_reads if "limit=50" in url]) == 2
+
+
+def test_the_sse_parser_reads_streams_as_the_standard_says(service: Service, tab: Tab) -> None:
+    page = tab.page
+    page.goto(service.url + "/console/")
+    expect(page.get_by_label("API token")).to_be_visible()
+    stream = (
+        ": heartbeat\r\n\r\n"
+        'id: 1-0\r\nevent: session.created\r\ndata: {"a":\r\ndata:1}\r\n\r\n'
+        "event: ignored-without-data\n\n"
+        "data: no id here\n\n"
+        "id: 2-0\revent: reset\rdata: x\r\r"
+        "retry: 100\nfield-without-colon\n"
+    )
+    results = page.evaluate(
+        """async (stream) => {
+            const { SseParser } = await import('./sse.js');
+            const whole = new SseParser().push(stream);
+            const parser = new SseParser();
+            const bytewise = [];
+            for (const ch of stream) bytewise.push(...parser.push(ch));
+            return { whole, bytewise, last: parser.lastEventId };
+        }""",
+        stream,
+    )
+    expected = [
+        {"type": "session.created", "data": '{"a":\n1}', "id": "1-0"},
+        {"type": "message", "data": "no id here", "id": "1-0"},
+        {"type": "reset", "data": "x", "id": "2-0"},
+    ]
+    assert results["whole"] == expected
+    assert results["bytewise"] == expected
+    assert results["last"] == "2-0"
+
+
+def test_the_chart_draws_each_hour_and_channel(service: Service, tab: Tab) -> None:
+    page = tab.page
+    page.goto(service.url + "/console/")
+    expect(page.get_by_label("API token")).to_be_visible()
+    drawn = page.evaluate(
+        """async () => {
+            const { activityChart } = await import('./chart.js');
+            const hours = Array.from({ length: 24 }, (_, h) =>
+                new Date(Date.UTC(2026, 0, 1, h)).toISOString());
+            const figure = activityChart({ hours, channels: {
+                web: hours.map((_, h) => (h === 5 ? 3 : 0)),
+                telegram: hours.map((_, h) => (h % 2)),
+                '<b>x</b>': hours.map((_, h) => (h === 23 ? 1 : 0)),
+            } });
+            document.body.append(figure);
+            return {
+                bars: figure.querySelectorAll('rect').length,
+                titles: [...figure.querySelectorAll('rect title')].map((t) => t.textContent),
+                summary: figure.querySelector('figcaption').textContent,
+                legend: [...figure.querySelectorAll('.legend li')].map((li) => li.textContent),
+                rows: figure.querySelectorAll('tbody tr').length,
+                bold: figure.querySelectorAll('b').length,
+            };
+        }"""
+    )
+    assert drawn["bars"] == 1 + 12 + 1
+    assert "web, 05:00: 3 sessions" in drawn["titles"]
+    assert (
+        drawn["summary"]
+        == "16 sessions active in the last 24 hours; busiest hour 05:00 with 4 sessions."
+    )
+    assert drawn["legend"] == ["telegram (12)", "web (3)", "<b>x</b> (1)"]
+    assert drawn["rows"] == 24 and drawn["bold"] == 0
 
 
 # --- safety ---------------------------------------------------------------------------------

@@ -161,6 +161,20 @@ class Console {
     }, 30000);
   }
 
+  /**
+   * A session as the service answers it tells what its document may not say yet: one
+   * with "pinned" comes from a service that organises sessions (SPEC §7: pin, archive,
+   * tags and their filters, which go together).
+   */
+  learn(item) {
+    if (this.organising || !item || !("pinned" in item)) return;
+    this.organising = true;
+    ["pinned", "archived", "tags"].forEach((name) => this.caps.patch.add(name));
+    ["archived", "pinned", "tag", "user"].forEach((name) => this.caps.filters.add(name));
+    this.list?.showFilterFields();
+    if (this.session?.session) this.session.renderHead();
+  }
+
   feedState(state, why) {
     const [dot, text] = FEED_STATES[state] || FEED_STATES.reconnecting;
     const live = $("#live");

@@ -70,19 +70,21 @@ export class SessionList {
 
   // --- filters and tabs -----------------------------------------------------------------
 
-  setUpFilters() {
+  /** Shows the filters the service has (called again when the console learns more). */
+  showFilterFields() {
     const { caps, me } = this.ctx;
-    let shown = 0;
     for (const field of this.filtersForm.querySelectorAll("[data-filter]")) {
       const name = field.dataset.filter;
-      const supported = caps.filters.has(name) && (name !== "unread" || (caps.reader && me.name));
-      field.hidden = !supported;
-      shown += supported ? 1 : 0;
+      field.hidden = !(caps.filters.has(name) && (name !== "unread" || (caps.reader && me.name)));
     }
-    this.filtersBox.hidden = shown === 0;
+    if (!this.search) this.setUpFiltersVisibility();
     this.filtersNote.textContent = caps.filters.has("archived")
       ? "Archived sessions are left out unless you ask for them."
       : "";
+  }
+
+  setUpFilters() {
+    this.showFilterFields();
     this.filtersForm.addEventListener("submit", (event) => {
       event.preventDefault();
       this.applyFilters();
@@ -213,6 +215,7 @@ export class SessionList {
       this.total = page.total;
       this.items = page.sessions;
       this.nextCursor = page.next_cursor;
+      if (page.sessions.length) this.ctx.learn(page.sessions[0]);
     } catch (error) {
       if (isAbort(error) || controller.signal.aborted) return;
       this.loading = false;
@@ -385,6 +388,7 @@ export class SessionList {
 
   /** A session created or changed: where it belongs now, at the top if it was just active. */
   upsert(item) {
+    this.ctx.learn(item);
     if (!this.ready) {
       this.pending.push(["upsert", item]);
       return;

@@ -67,6 +67,7 @@ export class SessionView {
         api.read(`${sessionPath(id)}/messages`, { query: { limit: HISTORY_PAGE }, signal: controller.signal }),
       ]);
       if (controller.signal.aborted) return;
+      this.ctx.learn(session);
       this.session = session;
       this.addOlder(page);
     } catch (error) {
