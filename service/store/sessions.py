@@ -86,9 +86,6 @@ class PageCommands(NamedTuple):
     active_from: bytes
     # SORT's start (its options may come in any order), to end with LIMIT's two numbers
     sort: bytes
-    # GET of the namespace's version, and ZCOUNT's start of its index (version_of)
-    version: bytes
-    index_active_from: bytes
 
 
 def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
@@ -99,23 +96,30 @@ def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1024)
-def page_commands(zset: str, item_pattern: str, version: str, index: str) -> PageCommands:
+def page_commands(zset: str, item_pattern: str) -> PageCommands:
     sort = page_sort(zset, item_pattern)
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
         sort=pack_start(sort, 2),
-        version=pack([("GET", version)]),
-        index_active_from=pack_start(("ZCOUNT", index), 2),
     )
 
 
 def version_of(latest: bytes | str | None, n_active: int) -> str:
     """What every read of a namespace answers with: its latest event's id, which every
-    write moves, and how many of its sessions are active, which time alone moves
-    (sessions only leave the active window while nothing is written). Equal versions
-    mean equal answers to equal reads."""
+    write moves, and how many of its sessions (archived or not) are active, which time
+    alone moves (sessions only leave the active window while nothing is written).
+    Equal versions mean equal answers to equal reads."""
     return f"{text_of(latest) if latest else '0'}.{n_active}"
+
+
+def version_commands(keys: Keys, cutoff: int) -> list[Command]:
+    """What :func:`version_of` reads: the latest event, then the active of both halves."""
+    return [
+        ("GET", keys.version),
+        ("ZCOUNT", keys.index, cutoff, "+inf"),
+        ("ZCOUNT", keys.archived, cutoff, "+inf"),
+    ]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -229,7 +233,7 @@ class SessionStore:
                     raise
         # The inactive filter's first rank is only known inside Redis; redis-py's cluster
         # client cannot send a MULTI/EXEC from asyncio (it nests event loops).
-        page_keys = [zset, keys.version, keys.index]
+        page_keys = [zset, keys.version, keys.index, keys.archived]
         reply = await self._transport.call(
             lambda: self._transport.script(
                 self._page, page_keys, self._page_args(keys, limit, offset, after, active, cutoff)
@@ -256,30 +260,22 @@ class SessionStore:
         return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.session_prefix])]
 
     def _sorted_page_commands(
-        self, keys: Keys, zset: str, start: int, limit: int, cutoff: int
-    ) -> tuple[list[Command], list[Command]]:
-        """ZCARD, ZCOUNT of the active and the SORT of the page, then what the page's
-        version reads (the namespace's latest event, and its active sessions when the
-        page is of another set than the index): packed for the link (their fixed
-        arguments once per sorted set), as arguments for redis-py."""
+        self, zset: str, item_pattern: str, start: int, limit: int, cutoff: int
+    ) -> list[Command]:
+        """ZCARD, ZCOUNT of the active and the SORT of the page: packed for the link
+        (their fixed arguments once per sorted set), as arguments for redis-py."""
         if not self._transport.packs:
-            version: list[Command] = [("GET", keys.version)]
-            if zset != keys.index:
-                version.append(("ZCOUNT", keys.index, cutoff, "+inf"))
             return [
                 ("ZCARD", zset),
                 ("ZCOUNT", zset, cutoff, "+inf"),
-                (*page_sort(zset, keys.item_pattern), start, limit),
-            ], version
-        page = page_commands(zset, keys.item_pattern, keys.version, keys.index)
-        version = [page.version]
-        if zset != keys.index:
-            version.append(pack_rest(page.index_active_from, b"%d" % cutoff, b"+inf"))
+                (*page_sort(zset, item_pattern), start, limit),
+            ]
+        page = page_commands(zset, item_pattern)
         return [
             page.total,
             pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
             pack_rest(page.sort, b"%d" % start, b"%d" % limit),
-        ], version
+        ]
 
     async def _sorted_page(
         self,
@@ -297,22 +293,23 @@ class SessionStore:
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        commands, version = self._sorted_page_commands(keys, zset, start, limit, cutoff)
+        commands = self._sorted_page_commands(zset, keys.item_pattern, start, limit, cutoff)
         if after is not None:
             args = self._page_args(keys, limit, None, after, active, cutoff, start)
-            commands.append(("EVALSHA", self._page.sha, 3, zset, keys.version, keys.index, *args))
-        replies = await self._transport.transaction([*commands, *version], self._page)
+            page_keys = (zset, keys.version, keys.index, keys.archived)
+            commands.append(("EVALSHA", self._page.sha, 4, *page_keys, *args))
+        replies = await self._transport.transaction(
+            [*commands, *version_commands(keys, cutoff)], self._page
+        )
         total, n_active, flat = int(replies[0]), int(replies[1]), replies[2]
-        # The version's replies come last: the latest event, then the index's active.
-        index_active = n_active if len(version) == 1 else int(replies[-1])
-        latest = replies[len(commands)]
+        latest, index_active, archived_active = replies[-3:]
         if after is not None and replies[3] != -2:
             page = script_page(replies[3])
         else:
             end = total if active is None else n_active
             size = max(min(end - start, limit), 0)
             page = page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)
-        page.version = version_of(latest, index_active)
+        page.version = version_of(latest, int(index_active) + int(archived_active))
         return page
 
     async def get_session(self, namespace: str, session_id: str, *, now: int) -> Session:
@@ -324,7 +321,7 @@ class SessionStore:
     ) -> tuple[Session, str]:
         """The session and the namespace's version (:func:`version_of`) as it was read."""
         keys = keys_of(namespace)
-        read_keys = [keys.session(session_id), keys.index, keys.version]
+        read_keys = [keys.session(session_id), keys.version, keys.index, keys.archived]
         found = await self._transport.call(
             lambda: self._transport.script(
                 self._read, read_keys, [session_id, now - self._active_window_ms]
@@ -714,12 +711,10 @@ class SessionStore:
         trip."""
         keys = keys_of(namespace)
         cutoff = now - self._active_window_ms
-        latest, n_active = await self._transport.call(
-            lambda: self._transport.exchange(
-                [("GET", keys.version), ("ZCOUNT", keys.index, cutoff, "+inf")]
-            )
+        latest, index_active, archived_active = await self._transport.call(
+            lambda: self._transport.exchange(version_commands(keys, cutoff))
         )
-        return version_of(latest, int(n_active))
+        return version_of(latest, int(index_active) + int(archived_active))
 
     async def counts(self, namespace: str, *, now: int, hours: int = 0) -> Counts:
         """Sessions in all, active, and per channel; with ``hours``, sessions per hour of

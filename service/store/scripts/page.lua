@@ -2,7 +2,7 @@
 -- first rank is only known inside Redis) and a cursor whose session has moved since the
 -- cursor was made. See SessionStore.list_sessions for the pages that need no script.
 -- KEYS[1] sorted set to page (index or one channel's), KEYS[2] the namespace's version,
--- KEYS[3] its index
+-- KEYS[3] its index, KEYS[4] its archived sessions
 -- ARGV[1] the rank the cursor expects its member at, just before the page ('' for none),
 -- ARGV[2] cursor member, ARGV[3] cursor score ('' both when paging by offset), ARGV[4]
 -- the rest, joined by NUL (FIELDS_SEPARATOR): limit, offset ('' when paging by cursor),
@@ -10,13 +10,14 @@
 -- above it are active), session key prefix
 -- Returns -2 when the cursor's member still sits at that rank with its score (the SORT
 -- sent along in the same transaction then holds the page), else {total, more, first rank,
--- active count, ids, items, version, the index's active count}. The check comes first and
+-- active count, ids, items, version (version.lua: two values)}. The check comes first and
 -- reads no more than it needs: one rank, whose member and score are compared as the
 -- strings Redis answers and the cursor carries (scores are whole milliseconds, which
 -- Redis writes in plain digits; a cursor whose score reads otherwise only takes the
 -- longer way below); four arguments, not eight (Redis makes a Lua string of each).
 --! include fields.lua
 --! include rank_after.lua
+--! include version.lua
 if ARGV[1] ~= '' then
   local at = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
   if at[1] == ARGV[2] and at[2] == ARGV[3] then return -2 end
@@ -35,13 +36,11 @@ else
   if start < lo then start = lo end
 end
 local stop = math.min(start + limit, hi) - 1
-local version = redis.call('GET', KEYS[2]) or false
-local index_active = n_active
-if KEYS[3] ~= KEYS[1] then index_active = redis.call('ZCOUNT', KEYS[3], cutoff, '+inf') end
-if start > stop then return {hi - lo, 0, start, n_active, {}, {}, version, index_active} end
+local latest, all_active = namespace_version(KEYS[2], KEYS[3], KEYS[4], cutoff)
+if start > stop then return {hi - lo, 0, start, n_active, {}, {}, latest, all_active} end
 local ids = redis.call('ZREVRANGE', KEYS[1], start, stop)
 local items = {}
 for i, id in ipairs(ids) do items[i] = redis.call('HGET', session_prefix .. id, 'item') end
 local more = 0
 if stop + 1 < hi then more = 1 end
-return {hi - lo, more, start, n_active, ids, items, version, index_active}
+return {hi - lo, more, start, n_active, ids, items, latest, all_active}
