@@ -309,6 +309,57 @@ def test_sign_in_then_the_list_shows_the_seed_fields_most_recent_first(
     other.close()
 
 
+def test_the_list_reads_the_next_page_as_its_end_scrolls_into_view(
+    service: Service, tab: Tab
+) -> None:
+    service.batch(
+        [
+            {
+                "session_id": f"s{n:03}",
+                "role": "user",
+                "content": f"chat {n}",
+                "channel": "web",
+                "id": f"m{n}",
+                "timestamp": iso(200 - n),
+            }
+            for n in range(120)
+        ]
+    )
+    page = tab.page
+    sign_in(page, service)
+    expect(rows(page)).to_have_count(50)
+    expect(page.get_by_role("button", name="Load more sessions")).to_be_visible()
+    for count in (100, 120):
+        page.locator("#list-region").evaluate("node => { node.scrollTop = node.scrollHeight; }")
+        expect(rows(page)).to_have_count(count)
+    expect(page.locator(".list-end")).to_have_text("That is every session.")
+    # Every session once, in the API's order.
+    ids = rows(page).locator(".item-id").all_text_contents()
+    assert ids == [f"s{n:03}" for n in reversed(range(120))]
+
+
+def test_empty_and_no_match_states_say_what_to_do(service: Service, tab: Tab) -> None:
+    page = tab.page
+    sign_in(page, service)
+    expect(page.locator("#list-region .state.empty")).to_contain_text("No sessions yet")
+    expect(page.locator("#list-region .state.empty")).to_contain_text(
+        "POST /api/sessions/{id}/messages"
+    )
+    page.get_by_role("searchbox").fill("nothing at all")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator(".search-summary")).to_have_text("No session matches “nothing at all”.")
+    page.get_by_role("button", name="Back to the list").click()
+    page.locator("#filters summary").click()
+    page.get_by_label("Activity").select_option("true")
+    expect(page.locator("#list-region .state.empty")).to_contain_text(
+        "No sessions match these filters."
+    )
+    page.get_by_role("button", name="Show every session").click()
+    expect(page.locator("#list-region .state.empty")).to_contain_text("No sessions yet")
+    page.goto(service.url + "/console/#/session/gone")
+    expect(page.locator(".session-title")).to_have_text("No such session")
+
+
 def test_a_wrong_token_is_refused_at_sign_in(service: Service, tab: Tab) -> None:
     page = tab.page
     page.goto(service.url + "/console/")
@@ -858,6 +909,18 @@ def test_axe_finds_no_serious_violations(service: Service, tab: Tab) -> None:
     assert serious_violations(page) == []
     page.get_by_role("button", name="Rename").click()
     expect(page.get_by_role("dialog")).to_be_visible()
+    assert serious_violations(page) == []
+    page.get_by_role("button", name="Cancel").click()
+    # The overview with its chart and the figures' table, and search results.
+    page.get_by_role("link", name="Overview").click()
+    expect(page.locator(".overview-title")).to_be_visible()
+    if service.has("/api/sessions/counts"):
+        expect(page.locator(".chart")).to_be_visible()
+        page.locator(".chart-table summary").click()
+    assert serious_violations(page) == []
+    page.get_by_role("searchbox").fill("prime")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator(".results .row")).to_have_count(1)
     assert serious_violations(page) == []
 
 

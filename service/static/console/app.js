@@ -47,15 +47,17 @@ async function loadCapabilities() {
 }
 
 /**
- * Who the token is. GET /api/whoami tells where the service has it; otherwise two
- * requests that the scope check refuses before anything is done tell what it may do:
- * an id of one NUL character is never a session, so with the scope they answer 4xx too.
+ * Who the token is: GET /api/whoami tells its name (the reader of "mark read"), its
+ * namespace and scopes where the service has that route. Otherwise two requests that
+ * the scope check refuses before anything is done tell what it may do: an id of one NUL
+ * character is never a session, so with the scope they answer 422 and change nothing.
  */
-async function identify(api, caps) {
-  if (caps.whoami) {
+async function identify(api) {
+  try {
     const me = await api.read("api/whoami");
-    const scopes = new Set(me.scopes || []);
-    return { name: me.name || "", namespace: me.namespace || "", scopes };
+    return { name: me.name || "", namespace: me.namespace || "", scopes: new Set(me.scopes || []) };
+  } catch (error) {
+    if (!(error instanceof ApiError) || ![404, 405].includes(error.status)) throw error;
   }
   const scopes = new Set(["sessions:read"]);
   const probe = async (method, scope) => {
@@ -115,7 +117,7 @@ class Console {
   }
 
   async start() {
-    const me = await identify(this.api, this.caps);
+    const me = await identify(this.api);
     this.me = { ...me, canWrite: me.scopes.has(WRITE), canDelete: me.scopes.has(DELETE) };
     $("#whoami").textContent = [
       this.me.name ? `Token ${this.me.name}` : "Signed in",
@@ -226,6 +228,14 @@ class Console {
   }
 }
 
+function fatal(error) {
+  // A refused token is already on its way back to sign-in.
+  if (error instanceof ApiError && error.status === 401) return;
+  const banner = $("#banner");
+  banner.textContent = `The console could not start: ${error instanceof ApiError ? error.detail : error}. Reload the page to try again.`;
+  banner.hidden = false;
+}
+
 async function signIn(caps) {
   const form = $("#signin-form");
   const input = $("#token-input");
@@ -264,7 +274,12 @@ async function signIn(caps) {
     input.value = "";
     error.textContent = "";
     button.disabled = false;
-    await new Console(token, caps).start();
+    try {
+      await new Console(token, caps).start();
+    } catch (problem) {
+      fatal(problem);
+      return;
+    }
     $("#sessions-heading").focus();
   });
 }
@@ -276,4 +291,4 @@ async function main() {
   else await signIn(caps);
 }
 
-main();
+main().catch(fatal);

@@ -45,7 +45,6 @@ export function capabilities(document) {
     reader: listParams.has("reader"),
     patch,
     read: Boolean(paths["/api/sessions/{session_id}/read"]?.post),
-    whoami: Boolean(paths["/api/whoami"]?.get),
   };
 }
 
