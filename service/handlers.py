@@ -22,7 +22,9 @@ from .models import (
     check_flag,
     check_metadata,
     check_new_session_id,
+    check_reader,
     check_session_id,
+    check_tag,
     check_tags,
     check_title,
     check_user,
@@ -33,6 +35,7 @@ from .store import (
     BatchOutcome,
     ChannelRequired,
     IngestResult,
+    ListFilter,
     SessionChange,
     SessionNotFound,
     StoreError,
@@ -51,6 +54,7 @@ MAX_ACTIVITY_HOURS = 168
 EXPORT_PAGE = 500
 EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
+ARCHIVED_CHOICES = {"false": False, "0": False, "true": True, "1": True, "any": None}
 PATCH_FIELDS = frozenset({"title", "pinned", "archived", "tags", "metadata"})
 # How a batch item's status is counted in the batch's answer.
 BATCH_COUNTS = {201: "created", 200: "duplicates"}
@@ -183,6 +187,26 @@ async def unchanged(request: web.Request, now: int) -> web.Response | None:
     return web.Response(status=304, headers={"ETag": tag})
 
 
+def list_filter(request: web.Request) -> ListFilter:
+    """The list's filters of SPEC §7 from the query."""
+    query = request.query
+    archived_text = query.get("archived", "false").strip().lower()
+    if archived_text not in ARCHIVED_CHOICES:
+        raise InvalidInput("archived must be true, false or any.")
+    tag, user, reader = query.get("tag"), query.get("user"), query.get("reader")
+    unread = bool_param(request, "unread")
+    if unread and reader is None:
+        raise InvalidInput("unread=true needs reader=<name>: unread is per reader.")
+    return ListFilter(
+        archived=ARCHIVED_CHOICES[archived_text],
+        pinned=bool_param(request, "pinned"),
+        tag=None if tag is None else check_tag(tag),
+        user=None if user is None else check_user(user),
+        reader=None if reader is None else check_reader(reader),
+        unread=bool(unread),
+    )
+
+
 async def list_sessions(request: web.Request) -> web.Response:
     now = now_ms()
     if (not_modified := await unchanged(request, now)) is not None:
@@ -194,15 +218,23 @@ async def list_sessions(request: web.Request) -> web.Response:
         if cursor is not None:
             raise InvalidInput("Use either offset or cursor, not both.")
         offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
-    channel = request.query.get("channel")
+    raw_channel = request.query.get("channel")
+    channel = None if raw_channel is None else check_channel(raw_channel)
+    filters = list_filter(request)
+    if offset and filters.scans(channel):
+        raise InvalidInput(
+            "offset works with at most one of channel, pinned=true, tag and user (and "
+            "archived true or false); page these filters with cursor."
+        )
     page = await request.app[STORE].list_sessions(
         namespace_of(request),
         limit=limit,
         now=now,
         offset=offset,
         cursor=cursor,
-        channel=None if channel is None else check_channel(channel),
+        channel=channel,
         active=bool_param(request, "active"),
+        filters=filters,
     )
     return web.Response(
         body=page.json(),
@@ -248,8 +280,31 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def session_counts(request: web.Request) -> web.Response:
     hours = int_param(request, "hours", 0, 0, MAX_ACTIVITY_HOURS)
-    counts = await request.app[STORE].counts(namespace_of(request), now=now_ms(), hours=hours)
+    reader = request.query.get("reader")
+    counts = await request.app[STORE].counts(
+        namespace_of(request),
+        now=now_ms(),
+        hours=hours,
+        reader=None if reader is None else check_reader(reader),
+    )
     return json_response(counts.as_dict())
+
+
+async def mark_read(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    up_to = body.get("message_count")
+    if up_to is not None and (
+        not isinstance(up_to, int) or isinstance(up_to, bool) or not 0 <= up_to <= MAX_OFFSET
+    ):
+        raise InvalidInput(f"message_count must be a whole number from 0 to {MAX_OFFSET}.")
+    session = await request.app[STORE].mark_read(
+        namespace_of(request),
+        path_session_id(request),
+        check_reader(body.get("reader")),
+        up_to=up_to,
+        now=now_ms(),
+    )
+    return json_response(session.as_dict())
 
 
 def session_change(body: dict[str, Any], max_metadata_bytes: int) -> SessionChange:

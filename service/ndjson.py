@@ -62,7 +62,10 @@ from .models import (
     format_time,
     parse_time,
 )
-from .store import SessionNotFound, SessionStore
+from .store import ListFilter, SessionNotFound, SessionStore
+
+# An export holds every session, archived or not.
+EVERY = ListFilter(archived=None)
 
 FORMAT = "chatsessions-ndjson"
 VERSION = 1
@@ -163,7 +166,7 @@ class NamespaceExport:
         """The export; the first list page is read before the header is given, so that
         a store that fails at once fails before any byte is written."""
         store, namespace, now = self._store, self.namespace, self.exported_at_ms
-        page = await store.list_sessions(namespace, limit=LIST_PAGE, now=now)
+        page = await store.list_sessions(namespace, limit=LIST_PAGE, now=now, filters=EVERY)
         self.total = page.total
         yield header_line(namespace, now, self.updated_since_ms)
         while True:
@@ -179,7 +182,9 @@ class NamespaceExport:
             cursor = listed["next_cursor"]
             if cursor is None:
                 return
-            page = await store.list_sessions(namespace, limit=LIST_PAGE, now=now, cursor=cursor)
+            page = await store.list_sessions(
+                namespace, limit=LIST_PAGE, now=now, cursor=cursor, filters=EVERY
+            )
 
     async def _session(self, session_id: str) -> AsyncGenerator[bytes, None]:
         """One session's line, its messages a page at a time."""

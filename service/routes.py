@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from . import export_handlers, handlers
+from . import export_handlers, feed_handlers, handlers
 from .admission import Admission
 from .appkeys import ROUTE_SCOPES, SETTINGS
 from .auth import DELETE, READ, WRITE
@@ -44,6 +44,7 @@ def setup_routes(app: web.Application) -> None:
     probe("/api/openapi.json", handlers.openapi)
 
     add("GET", "/api/sessions", handlers.list_sessions, READ)
+    add("GET", "/api/events", feed_handlers.events, READ)
     add("POST", "/api/sessions", handlers.create_session, WRITE)
     # Before the {session_id} routes, so that "search" is not taken for an id.
     add("GET", "/api/sessions/search", admitted(handlers.search_sessions), READ)
@@ -59,6 +60,7 @@ def setup_routes(app: web.Application) -> None:
     add("POST", SESSION + "/title", handlers.set_title, WRITE)
     add("PUT", SESSION + "/title", handlers.set_title, WRITE)
     add("GET", SESSION + "/export", admitted(handlers.export_session), READ)
+    add("POST", SESSION + "/read", handlers.mark_read, WRITE)
     add("GET", "/api/export", admitted(export_handlers.export_namespace), READ)
     setup_console(app)
     # Last: whatever no route above takes.

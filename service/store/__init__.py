@@ -34,7 +34,9 @@ from .migrate import migrate_legacy_cards, move_cards
 from .record import IngestResult, parse_time
 from .sessions import SessionStore
 from .types import (
+    NO_FILTER,
     BatchOutcome,
+    ListFilter,
     Message,
     MessagePage,
     RedisClient,
@@ -48,6 +50,7 @@ from .types import (
 
 __all__ = [
     "BATCH_CHUNK",
+    "NO_FILTER",
     "PAGE_BYTES",
     "SEARCH_STEPS",
     "SEARCH_STEP_BYTES",
@@ -62,6 +65,7 @@ __all__ = [
     "InvalidCursor",
     "InvariantChecker",
     "Keys",
+    "ListFilter",
     "Message",
     "MessagePage",
     "OutcomeUnknown",

@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from .keys import keys_of
+from .keys import Keys, keys_of
 from .record import render_item, text_of
 from .types import RedisClient
+
+
+class Organisation(NamedTuple):
+    pinned: bool
+    archived: bool
+    tags: tuple[str, ...]
+    user: str | None
+
+
+def organisation(record: dict[bytes, bytes]) -> Organisation:
+    """A record's pinned, archived, tags and user, as its hash holds them."""
+    tags = record.get(b"tags")
+    user = record.get(b"user")
+    return Organisation(
+        record.get(b"pinned") == b"true",
+        record.get(b"archived") == b"true",
+        tuple(tags.decode().split(",")) if tags else (),
+        user.decode() if user is not None else None,
+    )
+
+
+def memberships(keys: Keys, record: dict[bytes, bytes]) -> list[str]:
+    """The sorted sets a record's fields put its session in (scripts/record.lua's
+    ``memberships``)."""
+    o = organisation(record)
+    sets = [
+        keys.listing(o.archived),
+        keys.listing(o.archived, "channel", record[b"channel"].decode()),
+    ]
+    if o.pinned:
+        sets.append(keys.listing(o.archived, "pinned"))
+    sets += [keys.listing(o.archived, "tag", tag) for tag in o.tags]
+    if o.user is not None:
+        sets.append(keys.listing(o.archived, "user", o.user))
+    return sets
 
 
 @dataclass(slots=True)
@@ -27,12 +64,15 @@ class CheckReport:
 class InvariantChecker:
     """Walks a namespace offline and reports drift between its keys.
 
-    It checks: index ⇔ session records, each record's item ⇔ its fields, each
-    session in its channel index with the same score, no channel index entry
-    without a session, message_count ⇔ the stored messages ⇔ the idempotency
-    records, no messages left without a session, and no session still stored as a
-    card of a release before hashes. Reads go in batched pipelines; it is an operator's tool, not a
-    request path, so it may scan.
+    It checks: each record's item ⇔ its fields; each session in exactly the sorted
+    sets its fields put it in (the index or the archived set, its channel's, pinned,
+    its tags' and its person's, each in the half its archived field names), all with
+    one score, and no sorted set holding anything else; the channels and tags sets
+    naming exactly those that list sessions; the counts of sessions without messages
+    and of sessions each reader has read through, per channel; message_count ⇔ the
+    stored messages ⇔ the idempotency records; no messages left without a session; no
+    session still stored as a card of a release before hashes. Reads go in batched
+    pipelines; it is an operator's tool, not a request path, so it may scan.
     """
 
     BATCH = 500
@@ -50,7 +90,6 @@ class InvariantChecker:
     async def check(self, namespace: str) -> CheckReport:
         keys = keys_of(namespace)
         report = CheckReport(namespace)
-        index = {text_of(m): int(s) async for m, s in self._zscan(keys.index)}
         session_ids = [
             text_of(key)[len(keys.session_prefix) :]
             async for key in self._redis.scan_iter(match=keys.session_prefix + "*", count=1000)
@@ -69,11 +108,6 @@ class InvariantChecker:
                 f"session {text_of(key)[len(keys.card_prefix) :]!r} is still stored as a card "
                 "of a release before 0.2; run chatsessions migrate"
             )
-        for missing in sorted(index.keys() - records.keys()):
-            report.problems.append(f"index holds {missing!r} but no session has that id")
-        for missing in sorted(records.keys() - index.keys()):
-            report.problems.append(f"session {missing!r} is missing from the index")
-        channel_of: dict[str, str] = {}
         ids = sorted(records)
         for start in range(0, len(ids), self.BATCH):
             batch = ids[start : start + self.BATCH]
@@ -86,14 +120,18 @@ class InvariantChecker:
                 stored, seen = replies[2 * position], replies[2 * position + 1]
                 record = records[session_id]
                 count = int(record[b"message_count"])
-                channel_of[session_id] = record[b"channel"].decode()
                 report.messages += stored
+                organised = organisation(record)
                 expected_item = render_item(
                     record[b"title"].decode(),
                     record[b"created_at"].decode(),
                     record[b"updated_at"].decode(),
                     count,
                     record[b"channel"].decode(),
+                    pinned=organised.pinned,
+                    archived=organised.archived,
+                    tags=organised.tags,
+                    user=organised.user,
                 )
                 if record.get(b"item") != expected_item:
                     report.problems.append(
@@ -107,27 +145,75 @@ class InvariantChecker:
                     report.problems.append(
                         f"session {session_id!r} has {seen} message ids for {stored} messages"
                     )
-        channels = set(channel_of.values())
-        async for key in self._redis.scan_iter(match=keys.channel_prefix + "*", count=1000):
-            channels.add(text_of(key)[len(keys.channel_prefix) :])
-        for channel in sorted(channels):
-            members = {text_of(m): int(s) async for m, s in self._zscan(keys.channel(channel))}
-            for session_id in sorted(s for s, c in channel_of.items() if c == channel):
-                if session_id not in members:
-                    report.problems.append(
-                        f"session {session_id!r} is missing from the {channel} index"
-                    )
-                elif session_id in index and members[session_id] != index[session_id]:
-                    report.problems.append(
-                        f"session {session_id!r} has another score in the {channel} index"
-                    )
-            for stray in sorted(m for m in members if channel_of.get(m) != channel):
-                report.problems.append(f"{channel} index holds {stray!r}, not a {channel} session")
+        await self._check_sets(keys, records, report)
+        await self._check_counters(keys, records, report)
         async for key in self._redis.scan_iter(match=keys.messages_prefix + "*", count=1000):
             session_id = text_of(key)[len(keys.messages_prefix) :]
             if session_id not in records:
                 report.problems.append(f"messages of {session_id!r} remain without a session")
         return report
+
+    async def _check_sets(
+        self, keys: Keys, records: dict[str, dict[bytes, bytes]], report: CheckReport
+    ) -> None:
+        expected: dict[str, set[str]] = {}
+        for session_id, record in records.items():
+            for key in memberships(keys, record):
+                expected.setdefault(key, set()).add(session_id)
+        present = {keys.index, keys.archived}
+        async for key in self._redis.scan_iter(match=keys.prefix + "*", count=1000, _type="zset"):
+            present.add(text_of(key))
+        registries: dict[str, set[str]] = {"channel": set(), "tag": set()}
+        scores: dict[str, float] = {}
+        for key in sorted(present | expected.keys()):
+            name = key[len(keys.prefix) :]
+            members = {text_of(m): s async for m, s in self._zscan(key)}
+            for kind in registries:
+                for half in ("", "archived:"):
+                    if members and name.startswith(f"{half}{kind}:"):
+                        registries[kind].add(name[len(half) + len(kind) + 1 :])
+            for session_id in sorted(expected.get(key, set()) - members.keys()):
+                report.problems.append(f"session {session_id!r} is missing from {name}")
+            for stray in sorted(members.keys() - expected.get(key, set())):
+                if stray in records:
+                    report.problems.append(f"{name} holds {stray!r}, which its fields leave out")
+                else:
+                    report.problems.append(f"{name} holds {stray!r} but no session has that id")
+            for session_id, score in members.items():
+                if scores.setdefault(session_id, score) != score:
+                    report.problems.append(f"session {session_id!r} has another score in {name}")
+        for kind, registry in (("channel", keys.channels), ("tag", keys.tags)):
+            named = {text_of(m) for m in await self._redis.smembers(registry)}
+            for name in sorted(registries[kind] - named):
+                report.problems.append(f"{kind} {name!r} lists sessions but {registry} lacks it")
+            for name in sorted(named - registries[kind]):
+                report.problems.append(f"{registry} names {kind} {name!r}, which lists none")
+
+    async def _check_counters(
+        self, keys: Keys, records: dict[str, dict[bytes, bytes]], report: CheckReport
+    ) -> None:
+        live = [r for r in records.values() if r.get(b"archived") != b"true"]
+        readers = sorted(text_of(r) for r in await self._redis.smembers(keys.readers))
+        wanted: dict[str, Counter[str]] = {keys.empty: Counter()}
+        for reader in readers:
+            wanted[keys.read_through(reader)] = Counter()
+        for record in live:
+            channel, count = record[b"channel"].decode(), int(record[b"message_count"])
+            if count == 0:
+                wanted[keys.empty][channel] += 1
+            for reader in readers:
+                mark = record.get(f"read:{reader}".encode())
+                if count > 0 and mark is not None and int(mark) >= count:
+                    wanted[keys.read_through(reader)][channel] += 1
+        for key, counts in wanted.items():
+            stored = {
+                text_of(c): int(n) for c, n in (await self._redis.hgetall(key)).items() if int(n)
+            }
+            if stored != {c: n for c, n in counts.items() if n}:
+                report.problems.append(
+                    f"{key[len(keys.prefix) :]} counts {stored}, but the sessions make "
+                    f"{dict(sorted(counts.items()))}"
+                )
 
     async def _zscan(self, key: str) -> AsyncIterator[tuple[bytes, float]]:
         async for member, score in self._redis.zscan_iter(key, count=1000):

@@ -16,6 +16,10 @@ script runs on one Redis Cluster slot and namespaces spread over the shards.
 ``cs:{ns}:op:<operation id>``   a write's record, kept seconds to answer its retry
 ``cs:{ns}:channels``            set, the channels that have sessions
 ``cs:{ns}:tags``                set, the tags that have sessions
+``cs:{ns}:readers``             set, the readers that marked a session read
+``cs:{ns}:empty``               hash, channel -> sessions (not archived) without messages
+``cs:{ns}:read-through:<r>``    hash, channel -> sessions (not archived) with messages
+                                that reader has read to the end
 ``cs:{ns}:events``              stream, the change feed (scripts/events.lua)
 ``cs:{ns}:version``             the id of the namespace's latest event
 ``cs:{ns}:layout``              the layout version its sessions were last brought to
@@ -53,6 +57,8 @@ class Keys:
         self.channels = self.prefix + "channels"
         self.tags = self.prefix + "tags"
         self.archived = self.prefix + "archived"
+        self.readers = self.prefix + "readers"
+        self.empty = self.prefix + "empty"
         self.events = self.prefix + "events"
         self.version = self.prefix + "version"
         self.layout = self.prefix + "layout"
@@ -87,6 +93,9 @@ class Keys:
             return self.archived if archived else self.index
         name = kind if kind == "pinned" else f"{kind}:{value}"
         return self.prefix + ("archived:" if archived else "") + name
+
+    def read_through(self, reader: str) -> str:
+        return self.prefix + "read-through:" + reader
 
     def ingest_prefixes(self) -> list[str]:
         """INGEST's key prefixes, in its order."""

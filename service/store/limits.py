@@ -31,6 +31,10 @@ SEARCH_STEP_BYTES_FOLDED = 8 * 1024
 # Steps one request may take before it answers with a next_cursor.
 SEARCH_STEPS = 16
 
+# Sessions one list request under several filters walks at most (scripts/filter.lua):
+# a page of few matches ends there, with a cursor that goes on.
+LIST_SCAN_BOUND = 500
+
 # Events a namespace's change feed keeps at least, unless the settings say otherwise.
 EVENTS_RETENTION = 100_000
 

@@ -318,6 +318,30 @@ def page_of(total: int, first: int, n_active: int, flat: list[Any], *, more: boo
     return SessionPage(total=total, items_json=page, next_cursor=next_cursor)
 
 
+# A reader's read mark: the session hash's field holding how many messages it has read.
+READ_MARK = "read:"
+
+
+def scan_page_of(
+    total: int, matches: Sequence[Any], cutoff: int, *, reader: bool, exact: bool
+) -> SessionPage:
+    """The page of a filtered walk's matches (id, score, item, read mark, …), most recent
+    first; with a reader, each item gains its ``unread_count``."""
+    flat: list[bytes] = []
+    split = 0
+    for n in range(0, len(matches), 4):
+        session_id, score, item, mark = matches[n : n + 4]
+        if reader:
+            unread = max(item_message_count(item) - int(mark or 0), 0)
+            item = b'%b,"unread_count":%d' % (item, unread)
+        flat += [session_id, item]
+        if int(score) >= cutoff:
+            split += 1
+    return SessionPage(
+        total=total, items_json=_active_and_inactive(flat, split), next_cursor=None, exact=exact
+    )
+
+
 def script_page(reply: Sequence[Any]) -> SessionPage:
     total, more, first, n_active, ids, items = reply[:6]
     flat = [value for pair in zip(ids, items, strict=True) for value in pair]

@@ -21,6 +21,7 @@ from .cursor import (
     decode_cursor,
     decode_position,
     decode_search_cursor,
+    encode_cursor,
     encode_position,
     encode_search_cursor,
 )
@@ -31,13 +32,14 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
-from .events import FIRST, Activity, ChangeEvent, Counts, Replay, events_of
+from .events import FIRST, Activity, ChangeEvent, ChannelCounts, Counts, Replay, events_of
 from .fold import fold_case, reads_same_in_json
 from .keys import READY_KEY, Keys, keys_of
 from .limits import (
     BATCH_CHUNK,
     EVENTS_RETENTION,
     FIELDS_SEPARATOR,
+    LIST_SCAN_BOUND,
     PAGE_BYTES,
     SEARCH_STEP_BYTES,
     SEARCH_STEP_BYTES_FOLDED,
@@ -46,6 +48,7 @@ from .limits import (
     SEARCH_STEPS,
 )
 from .record import (
+    READ_MARK,
     TITLE_DEFAULT,
     TITLE_USER,
     IngestResult,
@@ -53,6 +56,7 @@ from .record import (
     message_of,
     message_out,
     page_of,
+    scan_page_of,
     script_page,
     session_of,
     session_of_fields,
@@ -63,7 +67,9 @@ from .record import (
 from .scripts import script_text
 from .transport import Transport
 from .types import (
+    NO_FILTER,
     BatchOutcome,
+    ListFilter,
     Message,
     MessagePage,
     PageQuery,
@@ -172,6 +178,8 @@ class SessionStore:
         self._restore = register("restore")
         self._replay = register("replay")
         self._counts = register("counts")
+        self._filter = register("filter")
+        self._mark_read = register("mark_read")
         self._pages = Coalescer(self._read_page)
         # Operation ids: unique across workers and replicas by a random prefix per store.
         self._operation_prefix = os.urandom(8).hex()
@@ -206,18 +214,24 @@ class SessionStore:
         cursor: str | None = None,
         channel: str | None = None,
         active: bool | None = None,
+        filters: ListFilter = NO_FILTER,
     ) -> SessionPage:
         """A page as of ``now`` or later: overlapping equal queries share one round trip
-        (:mod:`service.coalesce`), each reading Redis after it arrived."""
-        query = PageQuery(namespace, limit, offset, cursor, channel, active)
+        (:mod:`service.coalesce`), each reading Redis after it arrived. A page one sorted
+        set holds is read by rank (offset or cursor); other filters are found by a
+        bounded walk from the cursor (:meth:`_scan_page`; offset 0 only)."""
+        query = PageQuery(namespace, limit, offset, cursor, channel, active, filters)
         return await self._pages.read(query, now)
 
     async def _read_page(self, query: PageQuery, now: int) -> SessionPage:
-        namespace, limit, offset, cursor, channel, active = query
+        namespace, limit, offset, cursor, channel, active, filters = query
         keys = keys_of(namespace)
-        zset = keys.index if channel is None else keys.channel(channel)
         cutoff = now - self._active_window_ms
         after = decode_cursor(cursor) if cursor is not None else None
+        if filters.scans(channel):
+            return await self._scan_page(keys, query, after, cutoff)
+        [(kind, value)] = filters.positive(channel) or [("", "")]
+        zset = keys.listing(bool(filters.archived), kind, value)
         if not (
             self._transport.cluster or active is False or (after is not None and after.rank is None)
         ):
@@ -241,6 +255,50 @@ class SessionStore:
         )
         page = script_page(reply)
         page.version = version_of(reply[6], int(reply[7]))
+        return page
+
+    async def _scan_page(
+        self, keys: Keys, query: PageQuery, after: Cursor | None, cutoff: int
+    ) -> SessionPage:
+        filters = query.filters
+        halves = []
+        for archived in (False, True) if filters.archived is None else (filters.archived,):
+            half: dict[str, Any] = {
+                "base": keys.listing(archived),
+                "sets": [
+                    keys.listing(archived, kind, value)
+                    for kind, value in filters.positive(query.channel)
+                ],
+            }
+            if filters.pinned is False:
+                half["unpinned"] = keys.listing(archived, "pinned")
+            halves.append(half)
+        spec: dict[str, Any] = {
+            "halves": halves,
+            "cutoff": str(cutoff),
+            "limit": query.limit,
+            "bound": LIST_SCAN_BOUND,
+            "session_prefix": keys.session_prefix,
+            "unread": filters.unread,
+        }
+        if filters.reader is not None:
+            spec["reader"] = READ_MARK + filters.reader
+        if query.active is not None:
+            spec["active"] = query.active
+        if after is not None:
+            spec["after"] = [str(after.score), after.member]
+        reply = await self._transport.call(
+            lambda: self._transport.script(
+                self._filter, [keys.version, keys.index, keys.archived], [orjson.dumps(spec)]
+            )
+        )
+        total, exact, score, member, matches, latest, all_active = reply
+        page = scan_page_of(
+            int(total), matches, cutoff, reader=filters.reader is not None, exact=bool(exact)
+        )
+        if member:
+            page.next_cursor = encode_cursor(Cursor(int(score), text_of(member)))
+        page.version = version_of(latest, int(all_active))
         return page
 
     def _page_args(
@@ -671,6 +729,21 @@ class SessionStore:
     ) -> Session:
         return await self.update_session(namespace, session_id, SessionChange(title=title), now=now)
 
+    async def mark_read(
+        self, namespace: str, session_id: str, reader: str, *, up_to: int | None, now: int
+    ) -> Session:
+        """Mark the session read by ``reader`` up to ``up_to`` messages (all of them now
+        when None; never more than it has)."""
+        keys = keys_of(namespace)
+        args = [session_id, reader, "" if up_to is None else up_to]
+        found = await self._transport.call(
+            lambda: self._transport.script(self._mark_read, [keys.session(session_id)], args),
+            write=True,
+        )
+        if not found:
+            raise SessionNotFound(session_id)
+        return self._session(session_id, found, now)
+
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
         delete_keys = [
@@ -716,20 +789,37 @@ class SessionStore:
         )
         return version_of(latest, int(index_active) + int(archived_active))
 
-    async def counts(self, namespace: str, *, now: int, hours: int = 0) -> Counts:
-        """Sessions in all, active, and per channel; with ``hours``, sessions per hour of
-        their latest activity over the last ``hours`` hours up to now, per channel. One
-        round trip, whose work grows with the channels, not the sessions."""
+    async def counts(
+        self, namespace: str, *, now: int, hours: int = 0, reader: str | None = None
+    ) -> Counts:
+        """Sessions (not archived) in all, active, pinned, per channel and per tag, and
+        archived ones; with ``hours``, sessions per hour of their latest activity over
+        the last ``hours`` hours up to now, per channel; with ``reader``, the sessions
+        with messages that reader has not read, in all and per channel. One round trip,
+        whose work grows with the channels and tags, not the sessions."""
         keys = keys_of(namespace)
         hour_end = (now // 3_600_000 + 1) * 3_600_000
-        args = [keys.channel_prefix, now - self._active_window_ms, hours, hour_end]
-        total, n_active, per_channel, activity = await self._transport.call(
-            lambda: self._transport.script(self._counts, [keys.index, keys.channels], args)
+        count_keys = [
+            keys.index,
+            keys.channels,
+            keys.tags,
+            keys.archived,
+            keys.listing(False, "pinned"),
+            keys.empty,
+            keys.read_through(reader or ""),
+        ]
+        args = [keys.prefix, now - self._active_window_ms, hours, hour_end, int(bool(reader))]
+        reply = await self._transport.call(
+            lambda: self._transport.script(self._counts, count_keys, args)
         )
+        total, n_active, archived, pinned, per_channel, per_tag, activity = reply
         channels = {
-            text_of(per_channel[n]): (int(per_channel[n + 1]), int(per_channel[n + 2]))
-            for n in range(0, len(per_channel), 3)
+            text_of(per_channel[n]): ChannelCounts(
+                int(per_channel[n + 1]), int(per_channel[n + 2]), int(per_channel[n + 3])
+            )
+            for n in range(0, len(per_channel), 4)
         }
+        tags = {text_of(per_tag[n]): int(per_tag[n + 1]) for n in range(0, len(per_tag), 2)}
         hourly = None
         if hours:
             starts = [hour_end - (hours - n) * 3_600_000 for n in range(hours)]
@@ -740,7 +830,16 @@ class SessionStore:
                     for n in range(0, len(activity), 2)
                 },
             )
-        return Counts(int(total), int(n_active), channels, hourly)
+        return Counts(
+            int(total),
+            int(n_active),
+            int(archived),
+            int(pinned),
+            channels,
+            tags,
+            hourly,
+            reader is not None,
+        )
 
     async def replay(self, namespace: str, after: str, *, limit: int, now: int) -> Replay:
         """Up to ``limit`` events after the event id ``after`` (events.FIRST for every

@@ -78,6 +78,8 @@ class SessionPage:
     next_cursor: str | None
     # The namespace's version when the page was read (SessionStore.version).
     version: str = ""
+    # False when total is an upper bound (several filters: SessionStore._scan_page).
+    exact: bool = True
     _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def json(self) -> bytes:
@@ -90,12 +92,49 @@ class SessionPage:
                     self.items_json,
                     b'],"total":',
                     str(self.total).encode(),
+                    b"" if self.exact else b',"total_exact":false',
                     b',"next_cursor":',
                     orjson.dumps(self.next_cursor),
                     b"}",
                 ]
             )
         return self._json
+
+
+class ListFilter(NamedTuple):
+    """The list's filters of SPEC §7 beyond channel and active: ``archived`` False (the
+    default), True, or None for either; ``pinned`` True, False or None for either; a
+    ``tag`` and a ``user``; a ``reader``, whose unread counts the items gain, and
+    ``unread`` to keep only sessions with messages that reader has not read."""
+
+    archived: bool | None = False
+    pinned: bool | None = None
+    tag: str | None = None
+    user: str | None = None
+    reader: str | None = None
+    unread: bool = False
+
+    def positive(self, channel: str | None) -> list[tuple[str, str]]:
+        """The filters that each name one sorted set: (kind, value)."""
+        named = [("channel", channel), ("tag", self.tag), ("user", self.user)]
+        found = [(kind, value) for kind, value in named if value is not None]
+        if self.pinned:
+            found.append(("pinned", ""))
+        return found
+
+    def scans(self, channel: str | None) -> bool:
+        """Whether no one sorted set holds the page, so that it is found by a bounded
+        walk (SessionStore._scan_page) rather than read by rank."""
+        return (
+            self.archived is None
+            or len(self.positive(channel)) > 1
+            or self.pinned is False
+            or self.reader is not None
+            or self.unread
+        )
+
+
+NO_FILTER = ListFilter()
 
 
 class PageQuery(NamedTuple):
@@ -107,6 +146,7 @@ class PageQuery(NamedTuple):
     cursor: str | None
     channel: str | None
     active: bool | None
+    filters: ListFilter = NO_FILTER
 
 
 @dataclass(frozen=True, slots=True)

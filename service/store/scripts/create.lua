@@ -14,6 +14,8 @@ local item = record_write(KEYS[1], s)
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[8]) end
 local ns = namespace_key(KEYS[1], '')
 reindex(ns, ARGV[1], {}, memberships(ns, s), ARGV[2], true)
+local readers, marks = read_marks(ns, KEYS[1])
+reads_moved(ns, readers, marks, marks, nil, state_of(s))
 emit(KEYS[1], 'session.created', ARGV[1], s.channel, ARGV[2], item)
 redis.call('SET', KEYS[2], '1', 'PX', ${OPERATION_TTL_MS})
 return redis.call('HGETALL', KEYS[1])

@@ -14,6 +14,7 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
   local id = messages[first][1]
   local ns = namespace_key(key, '')
   local s = record_read(key)
+  local was = state_of(s)
   local score, score_text, before
   if s then
     before = memberships(ns, s)
@@ -79,5 +80,7 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
   local item = record_write(key, s)
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)
+  local readers, marks = read_marks(ns, key)
+  reads_moved(ns, readers, marks, marks, was, state_of(s))
   return s, score, item
 end

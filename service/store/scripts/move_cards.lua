@@ -15,7 +15,13 @@ for _, id in ipairs(ids) do
   if s then
     channels[s.channel] = true
     local item = redis.call('HGET', key, 'item')
-    if not string.find(item, '","pinned":', 1, true) then record_write(key, s) end
+    -- A record no write of this release met yet: counts learn it as they are kept now.
+    if not string.find(item, '","pinned":', 1, true) then
+      record_write(key, s)
+      if s.count == 0 then
+        redis.call('HINCRBY', namespace_key(key, 'empty'), s.channel, 1)
+      end
+    end
   end
 end
 for channel in pairs(channels) do redis.call('SADD', KEYS[2], channel) end

@@ -10,6 +10,7 @@ local s = record_read(KEYS[1])
 if not s then return {} end
 local ns = namespace_key(KEYS[1], '')
 local before = memberships(ns, s)
+local was = state_of(s)
 local score = redis.call('ZSCORE', before[1][1], ARGV[1]) or '0'
 local old_item = record_item(s)
 local change = cjson.decode(ARGV[2])
@@ -34,6 +35,8 @@ if item ~= old_item then
   record_write(KEYS[1], s)
   record_clear(KEYS[1], s)
   reindex(ns, ARGV[1], before, memberships(ns, s), score, false)
+  local readers, marks = read_marks(ns, KEYS[1])
+  reads_moved(ns, readers, marks, marks, was, state_of(s))
   changed = 1
 end
 if changed == 1 then emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, item) end

@@ -65,6 +65,9 @@ local function legacy_move(key)
   redis.call('HSET', key, 'title', s.title, 'title_source', s.source, 'channel', s.channel,
     'created_at', s.created, 'updated_at', s.updated,
     'message_count', string.format('%d', s.count), 'item', record_item(s))
+  if s.count == 0 then
+    redis.call('HINCRBY', namespace_key(key, 'empty'), s.channel, 1)
+  end
   local meta_key = string.gsub(key, ':session:', ':meta:', 1)
   local metadata = redis.call('GET', meta_key)
   if metadata then redis.call('HSET', key, 'metadata', metadata) end
@@ -108,7 +111,7 @@ local function record_clear(key, s)
   if not s.pinned then unset[#unset + 1] = 'pinned' end
   if not s.archived then unset[#unset + 1] = 'archived' end
   if #s.tags == 0 then unset[#unset + 1] = 'tags' end
-  redis.call('HDEL', key, unpack(unset))
+  if #unset > 0 then redis.call('HDEL', key, unpack(unset)) end
 end
 
 -- The sorted sets that list a session, each scored by its updated_at (keys.py names
@@ -154,6 +157,51 @@ local function reindex(ns, id, before, after, score, moved)
           redis.call('SREM', set[2], set[3])
         end
       end
+    end
+  end
+end
+
+-- Readers (SPEC §7). A reader's read mark is the session's field read:<reader>: the
+-- messages that reader has read. Counts answer the sessions (not archived) with unread
+-- messages per channel from as many numbers as there are channels: those of the
+-- channel, less those without messages (the hash `empty`, per channel), less those the
+-- reader has read to the end (the hash read-through:<reader>, per channel); each write
+-- keeps both. A state is {count, archived, channel} of a session, or nil for none.
+local function read_marks(ns, key)
+  local readers = redis.call('SMEMBERS', ns .. 'readers')
+  if #readers == 0 then return readers, {} end
+  local fields = {}
+  for i, reader in ipairs(readers) do fields[i] = 'read:' .. reader end
+  return readers, redis.call('HMGET', key, unpack(fields))
+end
+
+local function state_of(s)
+  if not s then return nil end
+  return {count = s.count, archived = s.archived, channel = s.channel}
+end
+
+local function read_through(state, mark)
+  return state ~= nil and not state.archived and state.count > 0
+    and mark ~= nil and mark ~= false and tonumber(mark) >= state.count
+end
+
+local function empty(state)
+  return state ~= nil and not state.archived and state.count == 0
+end
+
+-- Moves the empty and read-through counts from the session's state `before` (read
+-- marks `marks_before`) to `after` (marks `marks_after`).
+local function reads_moved(ns, readers, marks_before, marks_after, before, after)
+  if empty(before) ~= empty(after) then
+    local state = empty(after) and after or before
+    redis.call('HINCRBY', ns .. 'empty', state.channel, empty(after) and 1 or -1)
+  end
+  for i, reader in ipairs(readers) do
+    local was = read_through(before, marks_before[i])
+    local is = read_through(after, marks_after[i])
+    if was ~= is then
+      local state = is and after or before
+      redis.call('HINCRBY', ns .. 'read-through:' .. reader, state.channel, is and 1 or -1)
     end
   end
 end

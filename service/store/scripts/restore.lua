@@ -24,6 +24,7 @@ local key, list, seen = ARGV[1] .. id, ARGV[2] .. id, ARGV[3] .. id
 local given_ms = tonumber(ARGV[11])
 local ns = namespace_key(key, '')
 local s = record_read(key)
+local was = state_of(s)
 local created, write = 0, false
 local score, score_text, before
 if s then
@@ -75,6 +76,8 @@ if write then
   if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)
+  local readers, marks = read_marks(ns, key)
+  reads_moved(ns, readers, marks, marks, was, state_of(s))
   emit(key, created == 1 and 'session.created' or 'session.updated', id, s.channel,
     string.format('%d', score), item)
 end
