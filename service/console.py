@@ -190,16 +190,22 @@ async def docs_file(request: web.Request) -> web.Response:
     return serve_asset(request, found, DOCS_POLICY)
 
 
+# The rest of a path, whatever it holds: a percent-encoded newline too, which '.' would
+# leave to aiohttp's plain-text 404 instead of this module's answer.
+REST = r"[\s\S]*"
+
+
 def setup_console(app: web.Application) -> None:
     """Add the console's and the docs' routes (GET and HEAD); before the last route,
     which takes every path."""
 
-    def get(path: str, handler: Handler) -> None:
-        template = path.replace("{path:.*}", "{path}")
+    def get(template: str, handler: Handler) -> None:
+        # {path} in a template takes the rest of the path.
+        path = template.replace("{path}", "{path:" + REST + "}")
         app.router.add_get(path, edge(app, handler, template))
 
     get("/", root)
     get("/console", console_bare)
-    get("/console/{path:.*}", console_file)
+    get("/console/{path}", console_file)
     get("/docs", docs_page)
-    get("/docs/{path:.*}", docs_file)
+    get("/docs/{path}", docs_file)

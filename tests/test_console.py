@@ -124,6 +124,8 @@ async def test_an_unchanged_file_costs_a_304(client: Client) -> None:
         "/docs/swagger/index.html",
         "/docs/swagger/..%2f__init__.py",
         "/docs/missing.css",
+        "/docs/x%0Ay",
+        "/console/%0A",
     ],
 )
 async def test_only_the_packaged_files_are_reachable(client: Client, path: str) -> None:
