@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from .appkeys import METRICS, OPENAPI, PRINCIPAL, SETTINGS, STORE
+from .auth import DELETE
 from .deadlines import read_body, stream
 from .errors import ApiError
 from .export import exporter
@@ -54,6 +55,8 @@ MAX_ACTIVITY_HOURS = 168
 EXPORT_PAGE = 500
 EXPORT_FORMATS = ("json", "md")
 JSON_TYPES = ("application/json",)
+BULK_ACTIONS = ("archive", "unarchive", "pin", "unpin", "tag", "untag", "delete")
+MAX_BULK = 1000
 ARCHIVED_CHOICES = {"false": False, "0": False, "true": True, "1": True, "any": None}
 PATCH_FIELDS = frozenset({"title", "pinned", "archived", "tags", "metadata"})
 # How a batch item's status is counted in the batch's answer.
@@ -288,6 +291,38 @@ async def session_counts(request: web.Request) -> web.Response:
         reader=None if reader is None else check_reader(reader),
     )
     return json_response(counts.as_dict())
+
+
+async def bulk(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    action = body.get("action")
+    if action not in BULK_ACTIONS:
+        raise InvalidInput(f"action must be one of {', '.join(BULK_ACTIONS)}.")
+    if action == "delete" and DELETE not in request[PRINCIPAL].scopes:
+        raise ApiError(403, f"This token lacks the {DELETE} scope that delete needs.")
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_BULK:
+        raise InvalidInput(f"ids must be a list of 1 to {MAX_BULK} session ids.")
+    session_ids = list(dict.fromkeys(check_session_id(i, "each id") for i in ids))
+    tag = body.get("tag")
+    if action in ("tag", "untag"):
+        tag = check_tag(tag)
+    elif tag is not None:
+        raise InvalidInput(f"tag goes with tag and untag, not with {action}.")
+    dry_run = check_flag(body.get("dry_run", False), "dry_run")
+    outcome = await request.app[STORE].bulk(
+        namespace_of(request), action, session_ids, tag=tag, dry_run=dry_run
+    )
+    return json_response(
+        {"matched": outcome.matched, "changed": outcome.changed, "missing": outcome.missing}
+    )
+
+
+async def erase_user(request: web.Request) -> web.Response:
+    user = check_user(request.match_info["user"], "user")
+    deleted = await request.app[STORE].erase_user(namespace_of(request), user)
+    request.app[METRICS].count("sessions_erased", len(deleted))
+    return json_response({"deleted": len(deleted), "session_ids": deleted})
 
 
 async def mark_read(request: web.Request) -> web.Response:

@@ -38,6 +38,8 @@ COUNTERS = {
     "redis_errors": "Requests that found Redis unreachable, timing out or failing over.",
     "messages_ingested": "Messages stored (repeated message ids are not counted).",
     "sessions_created": "Sessions created, by POST /api/sessions or by their first message.",
+    "sessions_erased": "Sessions deleted by DELETE /api/users/{user} (erasure of a person).",
+    "sessions_swept": "Sessions deleted by retention (retention_days), by the sweep.",
 }
 # Webhook counters, per endpoint name (never its URL, which may hold a secret).
 WEBHOOK_COUNTERS = {

@@ -49,6 +49,8 @@ def setup_routes(app: web.Application) -> None:
     # Before the {session_id} routes, so that "search" is not taken for an id.
     add("GET", "/api/sessions/search", admitted(handlers.search_sessions), READ)
     add("GET", "/api/sessions/counts", handlers.session_counts, READ)
+    add("POST", "/api/sessions/bulk", admitted(handlers.bulk), WRITE)
+    add("DELETE", "/api/users/{user:[^/]+}", admitted(handlers.erase_user), DELETE)
     add("POST", "/api/messages", admitted(handlers.add_messages), WRITE)
     # aiohttp tries the routes under /api/sessions in the order they were added, each
     # with a regular expression: ingest, the busiest, comes first after the list.

@@ -97,10 +97,18 @@ class Settings:
     webhook_max_age: float = 3600.0
     # Seconds one webhook delivery may take before it counts as failed.
     webhook_timeout: float = 10.0
+    # Days of inactivity after which a session is deleted (pinned ones never); 0 is off.
+    retention_days: int = 0
+    # The same for named namespaces, over retention_days.
+    retention_days_by_namespace: tuple[tuple[str, int], ...] = ()
 
     @property
     def active_window_ms(self) -> int:
         return self.active_window * 1000
+
+    def retention_for(self, namespace: str) -> int:
+        """Days of inactivity after which the namespace's sessions go; 0 for never."""
+        return dict(self.retention_days_by_namespace).get(namespace, self.retention_days)
 
 
 def _int(key: str, value: Any, low: int, high: int) -> int:
@@ -266,6 +274,20 @@ def _webhooks(key: str, value: Any, default_namespace: str) -> tuple[WebhookConf
     return tuple(webhooks)
 
 
+def _retention(key: str, value: Any) -> tuple[tuple[str, int], ...]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value) if value.strip() else {}
+        except orjson.JSONDecodeError:
+            raise ConfigError(key, 'expected a JSON object such as {"support": 90}') from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "expected a table of namespace = days")
+    return tuple(
+        (_namespace(f"{key}.{name}", name), _int(f"{key}.{name}", days, 0, 100 * 365))
+        for name, days in sorted(value.items())
+    )
+
+
 def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
     """Validate the raw values of one source and lay them over ``settings``."""
     known = {f.name for f in fields(Settings)}
@@ -326,6 +348,10 @@ def _apply(settings: Settings, raw: Mapping[str, Any], source: str) -> Settings:
                 changes[name] = _float(key, value, 1.0, 30 * 24 * 3600.0)
             case "webhook_timeout":
                 changes[name] = _float(key, value, 0.1, 600.0)
+            case "retention_days":
+                changes[name] = _int(key, value, 0, 100 * 365)
+            case "retention_days_by_namespace":
+                changes[name] = _retention(key, value)
     return replace(settings, **changes)
 
 

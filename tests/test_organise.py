@@ -143,3 +143,119 @@ async def test_route_words_cannot_be_session_ids(api: Api, word: str) -> None:
     assert answer["results"][0]["status"] == 422
     # Longer ids that hold the word are ids like any other.
     await api.ingest(f"{word}-1", id="m")
+
+
+async def test_bulk_actions(api: Api) -> None:
+    for n in range(4):
+        await api.ingest(f"s{n}", id="m")
+    ids = ["s0", "s1", "s2", "nope", "s0"]
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "archive", "ids": ids, "dry_run": True}
+    )
+    assert (status, answer) == (200, {"matched": 3, "changed": 3, "missing": ["nope"]})
+    _, page = await api.call("GET", "/api/sessions")
+    assert page["total"] == 4
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "archive", "ids": ids}
+    )
+    assert answer == {"matched": 3, "changed": 3, "missing": ["nope"]}
+    _, page = await api.call("GET", "/api/sessions")
+    assert [s["id"] for s in page["sessions"]] == ["s3"]
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "archive", "ids": ["s0", "s3"]}
+    )
+    assert answer == {"matched": 2, "changed": 1, "missing": []}
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "tag", "tag": "vip", "ids": ["s0", "s3"]}
+    )
+    assert answer["changed"] == 2
+    _, counts = await api.call("GET", "/api/sessions/counts")
+    # Counts count the sessions not archived; the archived ones are counted apart.
+    assert counts["tags"] == {} and counts["archived"] == 4
+    _, tagged = await api.call("GET", "/api/sessions?tag=vip&archived=true")
+    assert tagged["total"] == 2
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "untag", "tag": "vip", "ids": ["s0"]}
+    )
+    assert answer["changed"] == 1
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "pin", "ids": ["s3"]}
+    )
+    assert answer["changed"] == 1
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "delete", "ids": ["s3"]}, token="writer"
+    )
+    assert status == 403 and "delete" in answer["detail"]
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "delete", "ids": ["s3", "s2"]}
+    )
+    assert answer == {"matched": 2, "changed": 2, "missing": []}
+    _, counts = await api.call("GET", "/api/sessions/counts")
+    assert counts["total"] == 0 and counts["archived"] == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"action": "explode", "ids": ["a"]}, 422, "action must be one of"),
+        ({"action": "pin", "ids": []}, 422, "ids must be a list of 1 to 1000"),
+        ({"action": "pin", "ids": ["x"] * 1001}, 422, "1 to 1000"),
+        ({"action": "pin", "ids": [5]}, 422, "each id must be a string"),
+        ({"action": "tag", "ids": ["a"]}, 422, "tag must be 1 to 64"),
+        ({"action": "pin", "ids": ["a"], "tag": "x"}, 422, "tag goes with tag and untag"),
+        ({"action": "pin", "ids": ["a"], "dry_run": "no"}, 422, "dry_run must be true or false"),
+    ],
+)
+async def test_bulk_refuses(api: Api, body: Any, status: int, words: str) -> None:
+    got, answer = await api.call("POST", "/api/sessions/bulk", json=body)
+    assert got == status and words in answer["detail"]
+
+
+async def test_bulk_of_many_sessions_goes_in_steps(api: Api) -> None:
+    messages = [
+        {"session_id": f"s{n:04d}", "role": "user", "content": "x", "channel": "web", "id": "m"}
+        for n in range(1000)
+    ]
+    status, _ = await api.call("POST", "/api/messages", json={"messages": messages})
+    assert status == 200
+    ids = [m["session_id"] for m in messages]
+    status, answer = await api.call(
+        "POST", "/api/sessions/bulk", json={"action": "pin", "ids": ids}
+    )
+    assert answer == {"matched": 1000, "changed": 1000, "missing": []}
+    _, page = await api.call("GET", "/api/sessions?pinned=true&limit=1")
+    assert page["total"] == 1000
+
+
+async def test_erasure_of_a_person(api: Api, redis_client: RedisClient) -> None:
+    await api.ingest("tg-1", id="m1", channel="telegram", user="alice", content="secret one")
+    await api.ingest("web-1", id="m1", channel="web", user="alice", content="secret two")
+    await api.ingest("web-2", id="m1", channel="web", user="bob", content="kept")
+    await api.call("PATCH", "/api/sessions/web-1", json={"archived": True})
+    await api.call("POST", "/api/sessions/tg-1/read", json={"reader": "ops"})
+    other = {"role": "user", "content": "theirs", "channel": "web", "user": "alice"}
+    status, _ = await api.call("POST", "/api/sessions/o-1/messages", json=other, token="other")
+    assert status == 201
+    status, answer = await api.call("DELETE", "/api/users/alice", token="writer")
+    assert status == 403
+    status, answer = await api.call("DELETE", "/api/users/alice")
+    assert status == 200
+    assert answer["deleted"] == 2 and sorted(answer["session_ids"]) == ["tg-1", "web-1"]
+    status, again = await api.call("DELETE", "/api/users/alice")
+    assert again == {"deleted": 0, "session_ids": []}
+    _, page = await api.call("GET", "/api/sessions?archived=any")
+    assert [s["id"] for s in page["sessions"]] == ["web-2"]
+    # Another namespace's alice is untouched.
+    _, theirs = await api.call("GET", "/api/sessions?user=alice", token="other")
+    assert [s["id"] for s in theirs["sessions"]] == ["o-1"]
+    # Nothing of theirs is left in Redis: no key, no event with their words.
+    keys = keys_of("default")
+    for session_id in ("tg-1", "web-1"):
+        assert not await redis_client.exists(
+            keys.session(session_id), keys.messages(session_id), keys.seen(session_id)
+        )
+    for _, fields in await redis_client.xrange(keys.events):
+        assert fields[b"id"] not in (b"tg-1", b"web-1")
+        assert b"secret" not in fields.get(b"message", b"")
+    status, odd = await api.call("DELETE", "/api/users/" + quote("x@y.z/ü 1%"))
+    assert (status, odd) == (200, {"deleted": 0, "session_ids": []})

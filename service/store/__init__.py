@@ -36,6 +36,7 @@ from .sessions import SessionStore
 from .types import (
     NO_FILTER,
     BatchOutcome,
+    BulkOutcome,
     ListFilter,
     Message,
     MessagePage,
@@ -58,6 +59,7 @@ __all__ = [
     "SEARCH_STEP_MESSAGES",
     "SEARCH_STEP_SESSIONS",
     "BatchOutcome",
+    "BulkOutcome",
     "ChannelRequired",
     "CheckReport",
     "Cursor",

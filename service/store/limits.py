@@ -35,6 +35,13 @@ SEARCH_STEPS = 16
 # a page of few matches ends there, with a cursor that goes on.
 LIST_SCAN_BOUND = 500
 
+# Sessions one bulk or erasure script call changes at most: each session's change costs
+# about as much as a PATCH, so a call stays within a few milliseconds.
+BULK_CHUNK = 100
+
+# Events an erasure looks through per script call when it takes away a person's events.
+EVENTS_SCRUB_STEP = 2000
+
 # Events a namespace's change feed keeps at least, unless the settings say otherwise.
 EVENTS_RETENTION = 100_000
 

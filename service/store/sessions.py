@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -37,7 +37,9 @@ from .fold import fold_case, reads_same_in_json
 from .keys import READY_KEY, Keys, keys_of
 from .limits import (
     BATCH_CHUNK,
+    BULK_CHUNK,
     EVENTS_RETENTION,
+    EVENTS_SCRUB_STEP,
     FIELDS_SEPARATOR,
     LIST_SCAN_BOUND,
     PAGE_BYTES,
@@ -69,6 +71,7 @@ from .transport import Transport
 from .types import (
     NO_FILTER,
     BatchOutcome,
+    BulkOutcome,
     ListFilter,
     Message,
     MessagePage,
@@ -180,6 +183,10 @@ class SessionStore:
         self._counts = register("counts")
         self._filter = register("filter")
         self._mark_read = register("mark_read")
+        self._bulk = register("bulk")
+        self._erase = register("erase")
+        self._scrub = register("scrub")
+        self._sweep = register("sweep")
         self._pages = Coalescer(self._read_page)
         # Operation ids: unique across workers and replicas by a random prefix per store.
         self._operation_prefix = os.urandom(8).hex()
@@ -744,14 +751,94 @@ class SessionStore:
             raise SessionNotFound(session_id)
         return self._session(session_id, found, now)
 
+    async def bulk(
+        self,
+        namespace: str,
+        action: str,
+        session_ids: Sequence[str],
+        *,
+        tag: str | None = None,
+        dry_run: bool = False,
+    ) -> BulkOutcome:
+        """``action`` on each session, its own atomic change with its event, BULK_CHUNK
+        sessions a script call, the calls in one round trip; a dry run writes nothing."""
+        keys = keys_of(namespace)
+        head = [action, tag or "", "1" if dry_run else "0", keys.session_prefix]
+        calls = [
+            [*head, *session_ids[start : start + BULK_CHUNK]]
+            for start in range(0, len(session_ids), BULK_CHUNK)
+        ]
+        replies = await self._transport.call(
+            lambda: self._transport.pipelined(self._bulk, keys.index, calls), write=not dry_run
+        )
+        matched = sum(int(reply[0]) for reply in replies)
+        changed = sum(int(reply[1]) for reply in replies)
+        missing = [text_of(m) for reply in replies for m in reply[2]]
+        return BulkOutcome(matched, changed, missing)
+
+    async def erase_user(self, namespace: str, user: str) -> list[str]:
+        """Delete every session of ``user`` (archived or not), BULK_CHUNK a step, then
+        the events that carried them, EVENTS_SCRUB_STEP events a step; the ids deleted.
+        Each step is its own round trip, so that other requests go between them."""
+        keys = keys_of(namespace)
+        sets = [keys.listing(False, "user", user), keys.listing(True, "user", user)]
+        deleted: list[str] = []
+        while True:
+            step = await self._transport.call(
+                lambda: self._transport.script(
+                    self._erase, sets, [keys.session_prefix, BULK_CHUNK]
+                ),
+                write=True,
+            )
+            deleted += [text_of(i) for i in step]
+            if len(step) < BULK_CHUNK:
+                break
+        if deleted:
+            after = FIRST
+            while after:
+                args = [after, EVENTS_SCRUB_STEP, *deleted]
+                last, _ = await self._transport.call(
+                    functools.partial(self._transport.script, self._scrub, [keys.events], args),
+                    write=True,
+                )
+                after = text_of(last)
+        return deleted
+
+    async def sweep(
+        self,
+        namespace: str,
+        *,
+        before: int,
+        dry_run: bool = False,
+        progress: Callable[[list[str]], None] | None = None,
+    ) -> list[str]:
+        """Delete the sessions, archived or not, last active before ``before`` (epoch ms)
+        but pinned ones, BULK_CHUNK a step, each step its own round trip; the ids
+        deleted (or, in a dry run, that would be). ``progress`` is told each step's."""
+        keys = keys_of(namespace)
+        swept: list[str] = []
+        for half in (keys.index, keys.archived):
+            passed = 0
+            while True:
+                args = [keys.session_prefix, before, passed, BULK_CHUNK, "1" if dry_run else "0"]
+                gone, looked = await self._transport.call(
+                    functools.partial(self._transport.script, self._sweep, [half], args),
+                    write=not dry_run,
+                )
+                step = [text_of(i) for i in gone]
+                swept += step
+                if progress is not None:
+                    progress(step)
+                # Deleted sessions leave the set; those kept (pinned, or all in a dry
+                # run) stay in front of the next step's.
+                passed += int(looked) - (0 if dry_run else len(step))
+                if int(looked) < BULK_CHUNK:
+                    break
+        return swept
+
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
-        delete_keys = [
-            keys.session(session_id),
-            keys.messages(session_id),
-            keys.seen(session_id),
-            keys.operation(self._operation_id()),
-        ]
+        delete_keys = [keys.session(session_id), keys.operation(self._operation_id())]
         deleted = await self._transport.call(
             lambda: self._transport.script(self._delete, delete_keys, [session_id]),
             write=True,

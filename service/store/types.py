@@ -197,3 +197,13 @@ class SessionChange:
     archived: bool | None = None
     tags: tuple[str, ...] | None = None
     metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What a bulk action found: sessions that exist, those it changed (or would, in a
+    dry run), and the ids of those that do not exist."""
+
+    matched: int
+    changed: int
+    missing: list[str]

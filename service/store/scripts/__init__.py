@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from ...models import AUTO_TITLE_LENGTH
+from ...models import AUTO_TITLE_LENGTH, MAX_TAGS
 from ..fold import lua_fold_table
 from ..limits import EVENTS_RETENTION, OPERATION_TTL_MS
 from ..record import DERIVE_TITLE
@@ -23,6 +23,7 @@ def constants(events_retention: int = EVENTS_RETENTION) -> dict[str, str]:
         "EVENTS_RETENTION": str(events_retention),
         "OPERATION_TTL_MS": str(OPERATION_TTL_MS),
         "AUTO_TITLE_LENGTH": str(AUTO_TITLE_LENGTH),
+        "MAX_TAGS": str(MAX_TAGS),
         "DERIVE_TITLE": DERIVE_TITLE,
         "FOLD_TABLE": lua_fold_table(),
     }

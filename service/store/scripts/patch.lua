@@ -16,6 +16,7 @@ local old_item = record_item(s)
 local change = cjson.decode(ARGV[2])
 if change.title ~= nil then
   s.title = change.title
+  -- A title a person sets is theirs even when it reads as before: the record changes.
   if s.source ~= 'user' then s.source, old_item = 'user', '' end
 end
 if change.pinned ~= nil then s.pinned = change.pinned end
@@ -30,14 +31,10 @@ if ARGV[3] ~= '-' and ARGV[3] ~= (redis.call('HGET', KEYS[1], 'metadata') or '')
   end
   changed = 1
 end
-local item = record_item(s)
-if item ~= old_item then
-  record_write(KEYS[1], s)
-  record_clear(KEYS[1], s)
-  reindex(ns, ARGV[1], before, memberships(ns, s), score, false)
-  local readers, marks = read_marks(ns, KEYS[1])
-  reads_moved(ns, readers, marks, marks, was, state_of(s))
+if record_item(s) ~= old_item then
+  record_changed(ns, KEYS[1], ARGV[1], s, before, was, score)
   changed = 1
+elseif changed == 1 then
+  emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, old_item)
 end
-if changed == 1 then emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, item) end
 return {redis.call('HGETALL', KEYS[1]), score, changed}

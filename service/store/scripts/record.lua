@@ -205,3 +205,26 @@ local function reads_moved(ns, readers, marks_before, marks_after, before, after
     end
   end
 end
+
+-- Writes a change already made to `s` (`before`: its memberships, `was`: its state,
+-- both from before the change): its record, sorted sets and counts, and appends its
+-- event. Returns the item.
+local function record_changed(ns, key, id, s, before, was, score)
+  local item = record_write(key, s)
+  record_clear(key, s)
+  reindex(ns, id, before, memberships(ns, s), score, false)
+  local readers, marks = read_marks(ns, key)
+  reads_moved(ns, readers, marks, marks, was, state_of(s))
+  emit(key, 'session.updated', id, s.channel, score, item)
+  return item
+end
+
+-- Deletes session `id` (record `s` at `key`): its record, messages, seen ids, sorted
+-- sets and counts, and appends its event.
+local function record_delete(ns, key, id, s)
+  reindex(ns, id, memberships(ns, s), {}, '0', false)
+  local readers, marks = read_marks(ns, key)
+  reads_moved(ns, readers, marks, marks, state_of(s), nil)
+  redis.call('UNLINK', key, ns .. 'messages:' .. id, ns .. 'seen:' .. id)
+  emit(key, 'session.deleted', id, s.channel)
+end
