@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from service.store import InvariantChecker, migrate_legacy_cards
 from service.store.keys import keys_of
 from service.store.types import RedisClient
 
@@ -259,3 +260,28 @@ async def test_erasure_of_a_person(api: Api, redis_client: RedisClient) -> None:
         assert b"secret" not in fields.get(b"message", b"")
     status, odd = await api.call("DELETE", "/api/users/" + quote("x@y.z/ü 1%"))
     assert (status, odd) == (200, {"deleted": 0, "session_ids": []})
+
+
+async def test_sessions_of_release_0_2_come_to_this_layout(
+    api: Api, redis_client: RedisClient
+) -> None:
+    """0.2 kept no organisation in the item, no channels set, no counts of empty
+    sessions: the move pass (at start, or chatsessions migrate) brings them in."""
+    await api.ingest("a", id="1", channel="web")
+    await api.call("POST", "/api/sessions", json={"id": "empty", "channel": "tg"})
+    keys = keys_of("default")
+    for session_id in ("a", "empty"):
+        item = await redis_client.hget(keys.session(session_id), "item")
+        assert item is not None
+        earlier = item.split(b',"pinned":')[0]
+        await redis_client.hset(keys.session(session_id), "item", earlier)
+    await redis_client.delete(keys.channels, keys.layout, keys.empty)
+    assert not (await InvariantChecker(redis_client).check("default")).ok
+    await migrate_legacy_cards(redis_client, "default")
+    report = await InvariantChecker(redis_client).check("default")
+    assert report.problems == []
+    _, page = await api.call("GET", "/api/sessions")
+    assert all(s["tags"] == [] and s["pinned"] is False for s in page["sessions"])
+    await api.call("POST", "/api/sessions/a/read", json={"reader": "ops"})
+    _, counts = await api.call("GET", "/api/sessions/counts?reader=ops")
+    assert counts["unread"] == 0 and set(counts["channels"]) == {"web", "tg"}
