@@ -162,8 +162,9 @@ def test_writes_document_the_outcome_unknown_503_as_the_service_words_it() -> No
         assert ("outcome is unknown" in unavailable) == write, (method, path)
         if write:
             assert "repeating the request with the same ids is safe" in unavailable
-    # create, batch, ingest, rename (PATCH, POST, PUT) and delete
-    assert writes == 7
+    # create, batch, ingest, change (PATCH), rename (POST, PUT), delete, mark read, bulk
+    # and erasure
+    assert writes == 10
 
 
 async def test_search_answers_the_fields_the_document_gives(api: Api) -> None:

@@ -140,6 +140,12 @@ TIME = {"type": "string", "format": "date-time"}
 CHANNEL = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
 ROLE = {"type": "string", "enum": ["user", "assistant", "system", "tool"]}
 OBJECT = {"type": "object"}
+# SPEC §7: a tag, a person's id and a reader's name, as service/models.py checks them.
+TAG = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]+$"
+USER = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NO_CONTROL}
+READER = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": NO_CONTROL}
+COUNT = {"type": "integer", "minimum": 0}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["detail"], "properties": {"detail": STRING}},
@@ -148,10 +154,10 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["total", "active", "archived", "pinned", "channels", "tags"],
         "properties": {
-            "total": {"type": "integer", "minimum": 0},
-            "active": {"type": "integer", "minimum": 0},
-            "archived": {"type": "integer", "minimum": 0},
-            "pinned": {"type": "integer", "minimum": 0},
+            "total": {**COUNT, "description": "Sessions that are not archived."},
+            "active": {**COUNT, "description": "Of those, the active ones."},
+            "archived": {**COUNT, "description": "Archived sessions."},
+            "pinned": {**COUNT, "description": "Pinned sessions that are not archived."},
             "channels": {
                 "type": "object",
                 "additionalProperties": {
@@ -160,10 +166,26 @@ SCHEMAS: dict[str, Any] = {
                     "properties": {
                         "total": {"type": "integer", "minimum": 0},
                         "active": {"type": "integer", "minimum": 0},
+                        "unread": {
+                            **COUNT,
+                            "description": "With ?reader=: this channel's sessions (not "
+                            "archived) with messages the reader has not read.",
+                        },
                     },
                 },
+                "description": "Per channel, its sessions that are not archived; a "
+                "channel with none is left out.",
             },
-            "tags": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "tags": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "Per tag, the sessions (not archived) that have it.",
+            },
+            "unread": {
+                **COUNT,
+                "description": "With ?reader=: sessions (not archived) with messages the "
+                "reader has not read.",
+            },
             "activity": {
                 "type": "object",
                 "required": ["hours", "channels"],
@@ -186,6 +208,9 @@ SCHEMAS: dict[str, Any] = {
             "updated_at",
             "message_count",
             "channel",
+            "pinned",
+            "archived",
+            "tags",
             "active",
         ],
         "properties": {
@@ -195,7 +220,20 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": TIME,
             "message_count": {"type": "integer", "minimum": 0},
             "channel": STRING,
+            "pinned": {"type": "boolean"},
+            "archived": {"type": "boolean"},
+            "tags": {"type": "array", "maxItems": 20, "uniqueItems": True, "items": TAG},
+            "user": {
+                **USER,
+                "description": "The person's id from the bot, the same on every channel; "
+                "absent when no message or create gave one.",
+            },
             "active": {"type": "boolean"},
+            "unread_count": {
+                **COUNT,
+                "description": "Only with ?reader= on the list: the messages that reader "
+                "has not read.",
+            },
         },
     },
     "Session": {
@@ -216,8 +254,24 @@ SCHEMAS: dict[str, Any] = {
         "required": ["sessions", "total", "next_cursor"],
         "properties": {
             "sessions": {"type": "array", "items": ref("SessionItem")},
-            "total": {"type": "integer", "minimum": 0},
-            "next_cursor": {"type": ["string", "null"]},
+            "total": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "The sessions that match: exact, unless total_exact is false.",
+            },
+            "total_exact": {
+                "type": "boolean",
+                "const": False,
+                "description": "Present (false) only when total is an upper bound: two "
+                "or more of channel, pinned=true, tag and user, pinned=false with one of "
+                "them, or unread=true.",
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "cursor= for the next page; null on the last. A page may "
+                "hold fewer than limit sessions, even none, and still have one: page "
+                "until it is null.",
+            },
         },
     },
     "NewSession": {
@@ -228,6 +282,91 @@ SCHEMAS: dict[str, Any] = {
             "channel": CHANNEL,
             "title": {"type": "string", "minLength": 1, "maxLength": 200},
             "metadata": OBJECT,
+            "user": USER,
+        },
+    },
+    "SessionChange": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "description": "Any of these; what is left out stays as it is.",
+        "properties": {
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "pinned": {"type": "boolean"},
+            "archived": {"type": "boolean"},
+            "tags": {
+                "type": "array",
+                "items": TAG,
+                "description": "Replaces the tags: at most 20 once repeats are dropped, "
+                "in the order given.",
+            },
+            "metadata": {
+                "type": ["object", "null"],
+                "description": "Replaces the metadata; {} (or null) removes it.",
+            },
+        },
+    },
+    "ReadMark": {
+        "type": "object",
+        "required": ["reader"],
+        "properties": {
+            "reader": READER,
+            "message_count": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 1000000000,
+                "description": "Read up to this many messages (at most all the session "
+                "has); default: all it has now.",
+            },
+        },
+    },
+    "Bulk": {
+        "type": "object",
+        "required": ["action", "ids"],
+        "properties": {
+            "action": {
+                "type": "string",
+                "enum": ["archive", "unarchive", "pin", "unpin", "tag", "untag", "delete"],
+            },
+            "ids": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": SESSION_ID["schema"],
+                "description": "Session ids (not percent-encoded); repeats count once.",
+            },
+            "tag": {**TAG, "description": "Required with tag and untag; refused with the others."},
+            "dry_run": {
+                "type": "boolean",
+                "default": False,
+                "description": "Answer what the action would do, and change nothing.",
+            },
+        },
+    },
+    "BulkOutcome": {
+        "type": "object",
+        "required": ["matched", "changed", "missing"],
+        "properties": {
+            "matched": {**COUNT, "description": "Sessions that exist."},
+            "changed": {
+                **COUNT,
+                "description": "Those the action changed (or would, in a dry run); one it "
+                "already holds, or tag on a session that has 20 tags, is matched, not "
+                "changed.",
+            },
+            "missing": {
+                "type": "array",
+                "items": STRING,
+                "description": "The ids with no session.",
+            },
+        },
+    },
+    "Erased": {
+        "type": "object",
+        "required": ["deleted", "session_ids"],
+        "properties": {
+            "deleted": COUNT,
+            "session_ids": {"type": "array", "items": STRING},
         },
     },
     "Title": {
@@ -256,6 +395,10 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string", "minLength": 1, "maxLength": 256},
             "timestamp": {"oneOf": [TIME, {"type": "number"}]},
             "metadata": OBJECT,
+            "user": {
+                **USER,
+                "description": "The person's id from the bot; a session keeps the first one given.",
+            },
         },
     },
     "Ingested": {
@@ -393,6 +536,28 @@ def tagged(responses: dict[str, Any]) -> dict[str, Any]:
     return {"200": responses["200"], "304": not_modified}
 
 
+FLAG = {"type": "string", "enum": ["true", "false"]}
+RESERVED = (
+    "A new session's id cannot be search, counts or bulk (422): /api/sessions/search, "
+    "/counts and /bulk are routes of their own, so such a session could not be read back."
+)
+LIST = (
+    "Archived sessions are left out unless archived is true or any. **Read by rank** "
+    "(O(log N + limit), offset or cursor, an exact total): a query that one sorted set "
+    "holds, that is at most one of channel, pinned=true, tag and user, with archived "
+    "false or true, with or without active. **Bounded walk** (every other query: two or "
+    "more of channel, pinned=true, tag and user; pinned=false; archived=any; reader; "
+    "unread=true): the walk goes through the smallest of the filters' sorted sets from "
+    "the cursor on, checks the other filters on each session, and stops at limit matches "
+    "or after 500 sessions, whichever comes first. A walked page may therefore hold fewer "
+    "than limit sessions, even none, and still have a next_cursor: follow next_cursor "
+    "until it is null. A walk takes cursor, not offset (an offset other than 0 answers "
+    "422). total is exact, but for two or more of channel, pinned=true, tag and user, "
+    "pinned=false with one of them, and unread=true: there total is an upper bound (the "
+    "size of the set walked) and the answer says total_exact: false."
+)
+
+
 def ok(code: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description}
     if schema is not None:
@@ -422,7 +587,26 @@ PATHS: dict[str, Any] = {
                     {"type": "string", "enum": ["true", "false"]},
                     "Only sessions with (or without) recent activity.",
                 ),
+                query(
+                    "archived",
+                    {"type": "string", "enum": ["false", "true", "any"], "default": "false"},
+                    "false: sessions not archived; true: archived ones; any: both.",
+                ),
+                query("pinned", FLAG, "Only pinned (true) or unpinned (false) sessions."),
+                query("tag", TAG, "Only sessions with this tag."),
+                query("user", USER, "Only this person's sessions, on every channel."),
+                query(
+                    "reader",
+                    READER,
+                    "Each item gains unread_count: the messages this reader has not read.",
+                ),
+                query(
+                    "unread",
+                    FLAG,
+                    "true: only sessions with messages the reader has not read (needs reader).",
+                ),
             ],
+            description=LIST,
         ),
         "post": operation(
             "Create a session.",
@@ -430,6 +614,7 @@ PATHS: dict[str, Any] = {
             ok("201", "The new session.", ref("Session")),
             ("400", "409", "413", "415", "422"),
             body=ref("NewSession"),
+            description=RESERVED,
         ),
     },
     "/api/sessions/search": {
@@ -457,7 +642,8 @@ PATHS: dict[str, Any] = {
                 ),
             ],
             admitted=True,
-            description="A search goes in bounded steps (50 sessions, 400 messages or "
+            description="It looks in the sessions that are not archived. "
+            "A search goes in bounded steps (50 sessions, 400 messages or "
             "64 KiB of stored messages each, 8 KiB for a query beyond ASCII), at most 16 "
             "a request; an answer that stopped before looking at every session says "
             "complete: false and gives a next_cursor.",
@@ -465,7 +651,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/sessions/counts": {
         "get": operation(
-            "Counts of sessions: in all, active, per channel; activity per hour.",
+            "Counts of sessions: in all, active, archived, pinned, per channel and per "
+            "tag; unread for a reader; activity per hour.",
             "sessions:read",
             ok("200", "The counts.", ref("Counts")),
             ("422",),
@@ -475,11 +662,17 @@ PATHS: dict[str, Any] = {
                     {"type": "integer", "minimum": 0, "maximum": 168, "default": 0},
                     "Add `activity`: per channel, the sessions whose latest activity falls "
                     "in each of the last `hours` hours (the current hour last).",
-                )
+                ),
+                query(
+                    "reader",
+                    READER,
+                    "Add `unread`, overall and per channel: the sessions with messages this "
+                    "reader has not read.",
+                ),
             ],
-            description="One round trip, whose work grows with the number of channels "
-            "(times hours), never with the number of sessions. archived, pinned and tags "
-            "are 0 and empty until sessions can be archived, pinned and tagged.",
+            description="Every count but archived counts the sessions that are not "
+            "archived. One round trip, whose work grows with the number of channels "
+            "(times hours) and tags, never with the number of sessions.",
         ),
     },
     "/api/messages": {
@@ -502,11 +695,15 @@ PATHS: dict[str, Any] = {
             parameters=[IF_NONE_MATCH],
         ),
         "patch": operation(
-            "Rename a session.",
+            "Change a session: any of title, pinned, archived, tags and metadata.",
             "sessions:write",
-            ok("200", "The renamed session.", ref("Session")),
+            ok("200", "The session as it is now.", ref("Session")),
             ("400", "404", "413", "415", "422"),
-            body=ref("Title"),
+            body=ref("SessionChange"),
+            description="Tags: at most 20, each 1-64 letters, digits, _, -, . or :; "
+            "repeats are dropped. A value that breaks a rule answers 422 naming it. A "
+            "change to what the session already is writes nothing and emits no event. "
+            "None of these changes moves updated_at or the session's place in the list.",
         ),
         "delete": operation(
             "Delete a session with all its messages.",
@@ -543,6 +740,7 @@ PATHS: dict[str, Any] = {
             },
             ("400", "413", "415", "422"),
             body=ref("NewMessage"),
+            description=RESERVED,
         ),
         "get": operation(
             "History: the newest page first, each page in order.",
@@ -554,6 +752,54 @@ PATHS: dict[str, Any] = {
                 query("before", STRING, "next_cursor of the previous page."),
             ],
             admitted=True,
+        ),
+    },
+    "/api/sessions/{session_id}/read": {
+        "parameters": [SESSION_ID],
+        "post": operation(
+            "Mark a session read for a reader.",
+            "sessions:write",
+            ok("200", "The session.", ref("Session")),
+            ("400", "404", "413", "415", "422"),
+            body=ref("ReadMark"),
+            description="The reader (1-64 characters) has read message_count messages "
+            "of the session, or all it has now; the list with ?reader= then counts "
+            "unread_count from there.",
+        ),
+    },
+    "/api/sessions/bulk": {
+        "post": operation(
+            "One action over up to 1000 sessions.",
+            "sessions:write",
+            ok("200", "What the action found and did.", ref("BulkOutcome")),
+            ("400", "403", "413", "415", "422"),
+            body=ref("Bulk"),
+            admitted=True,
+            description="Each session's change is atomic and emits its event, as a "
+            "PATCH or DELETE would; 100 sessions a script call. delete needs the "
+            "`sessions:delete` scope too (403 without). dry_run changes nothing.",
+        ),
+    },
+    "/api/users/{user}": {
+        "parameters": [
+            {
+                "name": "user",
+                "in": "path",
+                "required": True,
+                "description": "The person's id, as messages gave it, percent-encoded.",
+                "schema": USER,
+            }
+        ],
+        "delete": operation(
+            "Erase a person: delete every session of theirs in the namespace.",
+            "sessions:delete",
+            ok("200", "The sessions deleted.", ref("Erased")),
+            ("422",),
+            admitted=True,
+            description="Every session with this user, on every channel, archived or "
+            "not, with its messages, read marks and index entries, 100 sessions a step; "
+            "then the change feed's events of those sessions. Repeating it is safe (it "
+            "answers deleted: 0). Another namespace's person of the same id is untouched.",
         ),
     },
     "/api/sessions/{session_id}/export": {
