@@ -24,6 +24,7 @@ from .appkeys import (
 )
 from .auth import TokenRegistry
 from .connections import open_redis
+from .feed_handlers import end_streams, feed_context
 from .logs import FLUSH_INTERVAL, AccessLog, flush_logs
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -34,6 +35,7 @@ from .store import (
     SessionStore,
     migrate_legacy_cards,
 )
+from .sweeper import sweeper_context
 from .webhooks import Webhooks
 
 log = logging.getLogger("chatsessions")
@@ -190,5 +192,8 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     setup_routes(app)
     app.cleanup_ctx.append(flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
+    app.cleanup_ctx.append(sweeper_context(redis_client))
     app.cleanup_ctx.append(webhooks_context(redis_client))
+    app.cleanup_ctx.append(feed_context)
+    app.on_shutdown.append(end_streams)
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .auth import Principal, TokenRegistry
+from .feed import FeedHub
 from .logs import AccessLog
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -16,6 +17,8 @@ from .webhooks import Timing, Webhooks
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", SessionStore)
 TOKENS = web.AppKey("tokens", TokenRegistry)
+# This worker's change feed hub (service/feed.py), while the app runs.
+FEED = web.AppKey("feed", FeedHub)
 METRICS = web.AppKey("metrics", Metrics)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
 # The OpenAPI document, read once from service/openapi.json.
@@ -28,5 +31,8 @@ ROUTE_SCOPES = web.AppKey("route_scopes", dict[AbstractRoute, str])
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 # The webhooks' retry and lease timing, when not the default (tests make it short).
 WEBHOOK_TIMING = web.AppKey("webhook_timing", Timing)
+# Seconds between the retention sweeps (service/sweeper.py), when not the default
+# (tests make it short).
+SWEEP_INTERVAL = web.AppKey("sweep_interval", float)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
