@@ -35,7 +35,6 @@ from .store import (
     SessionStore,
     migrate_legacy_cards,
 )
-from .sweeper import sweeper_context
 from .webhooks import Webhooks
 
 log = logging.getLogger("chatsessions")
@@ -192,7 +191,6 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     setup_routes(app)
     app.cleanup_ctx.append(flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
-    app.cleanup_ctx.append(sweeper_context(redis_client))
     app.cleanup_ctx.append(webhooks_context(redis_client))
     app.cleanup_ctx.append(feed_context)
     app.on_shutdown.append(end_streams)
