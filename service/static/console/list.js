@@ -212,7 +212,7 @@ export class SessionList {
     try {
       const page = await this.ctx.api.read("api/sessions", { query: this.query(), signal: controller.signal });
       if (controller.signal.aborted) return;
-      this.total = page.total;
+      this.setTotal(page);
       this.items = page.sessions;
       this.nextCursor = page.next_cursor;
       if (page.sessions.length) this.ctx.learn(page.sessions[0]);
@@ -246,7 +246,7 @@ export class SessionList {
       const known = new Set(this.items.map((item) => item.id));
       this.items.push(...page.sessions.filter((item) => !known.has(item.id)));
       this.nextCursor = page.next_cursor;
-      this.total = page.total;
+      this.setTotal(page);
     } catch (error) {
       if (!isAbort(error)) this.ctx.announce(error instanceof ApiError ? error.detail : String(error));
     } finally {
@@ -257,6 +257,17 @@ export class SessionList {
         this.render();
       }
     }
+  }
+
+  /** A page's total; where filters combine, the service may give only a bound. */
+  setTotal(page) {
+    this.total = page.total;
+    this.totalExact = page.total_exact !== false;
+  }
+
+  showTotal() {
+    if (this.total === null) this.totalLabel.textContent = "";
+    else this.totalLabel.textContent = this.totalExact ? `(${format.number(this.total)})` : `(up to ${format.number(this.total)})`;
   }
 
   showStatus(kind) {
@@ -282,7 +293,7 @@ export class SessionList {
   render() {
     if (this.search) return;
     this.region.setAttribute("aria-busy", "false");
-    this.totalLabel.textContent = this.total === null ? "" : `(${format.number(this.total)})`;
+    this.showTotal();
     for (const item of this.items) this.channelsSeen.add(item.channel);
     if (!this.counts) this.renderTabs();
     if (this.items.length === 0) {
@@ -424,8 +435,8 @@ export class SessionList {
     this.totalTimer = setTimeout(async () => {
       try {
         const page = await this.ctx.api.read("api/sessions", { query: this.query({ limit: 1 }), signal: this.controller?.signal });
-        this.total = page.total;
-        this.totalLabel.textContent = `(${format.number(this.total)})`;
+        this.setTotal(page);
+        this.showTotal();
       } catch {
         // The next event or reload reads it again.
       }
