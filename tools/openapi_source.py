@@ -675,6 +675,48 @@ PATHS: dict[str, Any] = {
             "(times hours) and tags, never with the number of sessions.",
         ),
     },
+    "/api/events": {
+        "get": operation(
+            "The namespace's change feed, as Server-Sent Events: replayed after a position, "
+            "then live.",
+            "sessions:read",
+            {
+                "200": {
+                    "description": "text/event-stream, open until the client leaves or the "
+                    "service stops. Each event has an id: (its position in the namespace's "
+                    "stream), an event: (session.created, session.updated, session.deleted "
+                    "or reset) and one data: line of JSON: {session, message?} for created "
+                    "and updated (session as a list item), {session: {id}} for deleted, "
+                    "{detail} for reset (the position asked for is no longer kept: read the "
+                    "list again, then go on from the reset's id). A comment line comes at "
+                    "least every events_heartbeat seconds (default 15). A client too far "
+                    "behind is disconnected; it resumes with Last-Event-ID.",
+                    "content": {"text/event-stream": {"schema": STRING}},
+                }
+            },
+            ("400", "422"),
+            parameters=[
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": STRING,
+                    "description": "Replay every event after this id, then go on live "
+                    "(0: every event still kept). A reconnecting EventSource sends it; it "
+                    "wins over since.",
+                },
+                query("since", STRING, "As Last-Event-ID, for a client that cannot send it."),
+                query("channel", CHANNEL, "Only events of sessions of this channel."),
+                query(
+                    "session_id",
+                    {"type": "string", "minLength": 1, "maxLength": 256},
+                    "Only events of this session.",
+                ),
+            ],
+            description="Without Last-Event-ID or since, the stream starts with new events. "
+            "A malformed id answers 400.",
+        ),
+    },
     "/api/messages": {
         "post": operation(
             "Ingest up to 1000 messages; one result per item.",
