@@ -1053,11 +1053,14 @@ def test_write_screenshots(service: Service, tab: Tab) -> None:
         "Can I export my chat history?",
         "Booking a table for Friday",
     ]
-    replies = [
-        "Sure. Here is how I would go about it, step by step.",
+    turns = [
+        "",
         "Could you tell me a bit more about what you tried so far?",
+        "I followed the guide, and it stops at the last step.",
+        "Thanks. Here is how to get past that step: open the settings and retry once.",
         "That worked, thank you!",
-        "Done. Anything else I can help with?",
+        "Glad to hear it. Anything else I can help with?",
+        "No, that is all.",
     ]
     messages = []
     for n in range(60):
@@ -1069,13 +1072,20 @@ def test_write_screenshots(service: Service, tab: Tab) -> None:
                 {
                     "session_id": f"{channel[:2]}-{1000 + n}",
                     "role": "user" if m % 2 == 0 else "assistant",
-                    "content": topic if m == 0 else replies[m % len(replies)],
+                    "content": topic if m == 0 else turns[m],
                     "channel": channel,
                     "id": f"s{n}-{m}",
                     "timestamp": iso(start - m * 0.5),
                 }
             )
     service.batch(messages)
+    if service.patch_supports("tags"):
+        for session_id, change in [
+            ("te-1001", {"tags": ["billing", "refund"], "pinned": True}),
+            ("di-1003", {"tags": ["reports"]}),
+            ("te-1004", {"tags": ["account"]}),
+        ]:
+            assert service.call("PATCH", f"/api/sessions/{session_id}", change)[0] == 200
     page = tab.page
     sign_in(page, service)
     expect(rows(page)).to_have_count(50)
