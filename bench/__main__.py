@@ -1,6 +1,7 @@
 """python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 9]
 python -m bench flood [--rounds 3] [--seconds 5] (see bench/flood.py)
 python -m bench transfer [--sessions 200] [--messages 500] (see bench/transfer.py)
+python -m bench organise [--sizes 1000,1000000] [--seconds 9] (see bench/organise.py)
 
 Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
 drives load with wrk from another process, and prints every figure as a ratio
@@ -30,6 +31,7 @@ import redis.asyncio
 
 from service.models import MessageIn, format_time
 from service.store import Keys, SessionStore
+from service.store.migrate import LAYOUT
 from service.store.record import TITLE_AUTO, record_fields
 
 from .load import (
@@ -145,7 +147,10 @@ def seed_sessions(client: redis.Redis, count: int, now_ms: int, namespace: str =
         for channel, members in by_channel.items():
             if members:
                 pipe.zadd(keys.channel(channel), members)
+                pipe.sadd(keys.channels, channel)
         pipe.execute()
+    # A service marks a namespace whose sessions are all in this layout; the seed's are.
+    client.set(keys.layout, LAYOUT)
 
 
 def used_memory(client: redis.Redis) -> int:
@@ -580,6 +585,11 @@ def main() -> None:
         from .transfer import main as transfer_main
 
         transfer_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["organise"]:
+        from .organise import main as organise_main
+
+        organise_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--sizes", default="1000,100000,1000000")

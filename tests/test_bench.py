@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import orjson
 import pytest
 import redis
 from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
-from bench import flood, transfer
+from bench import flood, organise, transfer
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
@@ -31,8 +32,10 @@ from bench.__main__ import (
 from bench.baseline import build_app
 from bench.instructions import dumped_instructions
 from bench.load import LoadResult, _client_load, pages_script, parse_wrk
+from bench.seed import CHANNELS, FREQUENT_USER, TAGS, organised, seed_organised
 from bench.servers import Managed, RedisServer
 from service.store import InvariantChecker, SessionStore
+from service.store.types import ListFilter
 
 from redis_process import RedisProcess
 
@@ -289,3 +292,79 @@ def test_the_transfer_rows_move_every_message_both_ways(tmp_path: Path) -> None:
         "| import ndjson",
         "| import pocketpaw",
     ]
+
+
+@pytest.mark.real
+async def test_organised_seed_is_what_the_scripts_write(redis_server: RedisProcess) -> None:
+    sync = redis.Redis(port=redis_server.port)
+    client = Redis(port=redis_server.port)
+    store = SessionStore(client, active_window_ms=60_000)
+    now = 1_705_315_500_000
+    sessions = [organised(n) for n in range(300)]
+    try:
+        sync.flushall()
+        seed_organised(sync, 300, now)
+        # Every sorted set, registry and counter agrees with the hashes, as the scripts
+        # leave them; the seed stores no messages behind its records' counts.
+        report = await InvariantChecker(client).check("default")
+        assert report.sessions == 300
+        assert {p.split("'")[2] for p in report.problems} == {" counts 3 messages but stores 0"}
+        live = [s for s in sessions if not s.archived]
+        filters = {
+            ListFilter(tag="topic3"): [s for s in live if s.tag == "topic3"],
+            ListFilter(archived=True): [s for s in sessions if s.archived],
+            ListFilter(pinned=True): [s for s in live if s.pinned],
+            ListFilter(user=FREQUENT_USER): [s for s in live if s.user == FREQUENT_USER],
+        }
+        for query, expected in filters.items():
+            assert expected, query
+            page = await store.list_sessions("default", limit=500, now=now, filters=query)
+            assert page.total == len(expected)
+            ids = [item["id"] for item in orjson.loads(page.json())["sessions"]]
+            assert ids == [s.session_id for s in expected]
+        both = await store.list_sessions(
+            "default", limit=500, now=now, channel="telegram", filters=ListFilter(tag="topic3")
+        )
+        matched = [s for s in live if s.tag == "topic3" and s.channel == "telegram"]
+        assert [i["id"] for i in orjson.loads(both.json())["sessions"]] == [
+            s.session_id for s in matched
+        ]
+        # The mix every size holds: a tag and a channel together match 1 % of sessions.
+        assert sum(s.tag == "topic3" and s.channel == "telegram" for s in sessions) == 3
+        counts = await store.counts("default", now=now, hours=0, reader=None)
+        assert set(counts.channels) == set(CHANNELS) and set(counts.tags) == set(TAGS)
+    finally:
+        await store.aclose()
+        await client.aclose()
+        sync.flushall()
+        sync.close()
+
+
+@pytest.mark.real
+def test_the_organise_rows_measure_filters_memory_and_ingest(tmp_path: Path) -> None:
+    run = organise.Organise(
+        1.0, tmp_path, rounds=1, cases=("tag page", "tag + channel page"), warm=False
+    )
+    run.filter_cases([100, 300])
+    run.ingest_cases()
+    assert [s.sessions for s in run.stacks] == [100, 300]
+    for stack in run.stacks:
+        assert set(stack.rows) == {"tag page", "tag + channel page"}
+        for row in stack.rows.values():
+            assert len(row.rounds) == len(row.bare) == 1
+            assert row.rounds[0].requests_per_second > 0 and row.rounds[0].errors == 0
+        # The tag page is read by rank (exact total); the combination is a bounded walk.
+        assert stack.totals["tag page"][1] and not stack.totals["tag + channel page"][1]
+        assert stack.memory_per_session > 0
+        # Every process of the stack was stopped by its pid.
+        assert stack.service is not None and stack.service.process is None
+    assert [row.case for row in run.ingest_rows] == [
+        "single ingest, no reader",
+        "single ingest, 20 readers",
+    ]
+    assert all(row.rounds[0].errors == 0 for row in run.ingest_rows)
+    assert "20 readers registered" in " ".join(run.notes)
+    table = organise.report(run)
+    assert "| tag + channel page: p50 at 300 ≤ 2 x at 100 |" in table
+    assert "| Redis memory per session at 300 ≤ 600 B (hash-max-ziplist-value 256) |" in table
+    assert "non-2xx or socket errors: 0" in table
