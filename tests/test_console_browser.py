@@ -740,6 +740,36 @@ def test_after_a_drop_the_feed_resumes_where_it_stopped(tmp_path: Path, tab: Tab
         stop_service(own)
 
 
+def test_a_position_the_stream_no_longer_keeps_resets_and_the_list_is_read_again(
+    tmp_path: Path, tab: Tab
+) -> None:
+    """Redis loses its data while the console is away (FLUSHALL): the position it resumes
+    from is no longer kept, the service answers with a reset, and the console reads the
+    list again, without a reload, then follows the new events."""
+    own = start_service(tmp_path)
+    try:
+        if not own.has("/api/events"):
+            pytest.skip("no GET /api/events on this tree yet (the live issue, SPEC §6)")
+        seed_three(own)
+        page = tab.page
+        sign_in(page, own)
+        expect(page.locator("#live-text")).to_have_text("Live")
+        own.ingest("spaces/abc123", content="still red", channel="web", id="w-2")
+        expect(row(page, "spaces/abc123").locator(".count")).to_have_text("2 messages")
+        page.evaluate("window.__notReloaded = true")
+        own.serve.stop()
+        own.flush()
+        own.serve = ServeProcess(own.serve.directory, env=own.serve.env, port=own.serve.port)
+        own.serve.start()
+        expect(page.locator("#list-region .state.empty")).to_contain_text("No sessions yet")
+        expect(page.locator("#live-text")).to_have_text("Live")
+        own.ingest("after-reset", content="A fresh start", channel="slack", id="r-1")
+        expect(rows(page).locator(".item-id")).to_have_text(["after-reset"])
+        assert page.evaluate("window.__notReloaded") is True
+    finally:
+        stop_service(own)
+
+
 def sse_event(event_id: str, kind: str, data: Any) -> str:
     return f"id: {event_id}\nevent: {kind}\ndata: {orjson.dumps(data).decode()}\n\n"
 
