@@ -971,6 +971,26 @@ def test_redis_down_shows_redis_unavailable_retrying_then_recovers(
         stop_service(own)
 
 
+def test_a_service_out_of_reach_is_said_and_waited_out(tmp_path: Path, tab: Tab) -> None:
+    own = start_service(tmp_path)
+    try:
+        seed_three(own)
+        page = tab.page
+        sign_in(page, own)
+        expect(rows(page)).to_have_count(3)
+        own.serve.stop()
+        row(page, "dm:987654321").locator("a").click()
+        banner = page.get_by_role("alert").filter(has_text="cannot be reached, retrying")
+        expect(banner).to_be_visible()
+        expect(page.locator("#detail")).to_have_attribute("aria-busy", "true")
+        own.serve = ServeProcess(own.serve.directory, env=own.serve.env, port=own.serve.port)
+        own.serve.start()
+        expect(page.locator(".session-title")).to_have_text("Refund please")
+        expect(banner).to_be_hidden()
+    finally:
+        stop_service(own)
+
+
 # --- accessibility --------------------------------------------------------------------------
 
 
