@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -26,14 +28,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_runner import BaseRunner
 from fault_proxy import LOADING, FaultProxy, named
 from redis.asyncio import Redis
-from serve_process import TEST_TOKEN, ServeProcess, token_env
+from serve_process import TEST_TOKEN, ServeProcess, generated_tokens, token_env
 
 from service import feed_handlers
 from service.app import create_app, make_runner
 from service.appkeys import FEED, STORE
 from service.feed import QUEUE_BYTES, RETRY_DELAYS
+from service.models import MessageIn, now_ms
 from service.settings import Settings
-from service.store import RedisClient, keys_of
+from service.store import RedisClient, SessionStore, keys_of
 from service.store.events import FIRST
 
 from conftest import Api, Tokens, quote
@@ -658,3 +661,138 @@ async def test_a_redis_outage_is_bridged_then_ends_streams_which_resume(
             assert (await resumed.event()).data["message"]["id"] == "m4"
     finally:
         await client.aclose()
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+DOCUMENTED_ORIGIN = "http://localhost:8000"
+
+
+def documented(language: str, starting: str) -> str:
+    """The one block of docs/api.md in ``language`` that starts with ``starting``."""
+    found: list[str] = [
+        block
+        for block in re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+        if block.startswith(starting)
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def read_line(stream: asyncio.StreamReader) -> str:
+    async with asyncio.timeout(GUARD):
+        line = await stream.readline()
+    assert line, "the process ended"
+    return line.decode().rstrip("\n")
+
+
+async def ingest_over_http(base: str, token: str, session_id: str, message_id: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base}/api/sessions/{session_id}/messages",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"role": "user", "content": "hi", "channel": "web", "id": message_id},
+        ) as answer,
+    ):
+        assert answer.status == 201, await answer.text()
+
+
+@pytest.mark.real
+async def test_the_documented_curl_line_streams_events(tmp_path: Path) -> None:
+    """As `make serve` runs it: the embedded Redis and the token it prints."""
+    line = documented("bash", "curl -N ").strip()
+    assert "\n" not in line
+    service = await asyncio.to_thread(ServeProcess(tmp_path).start)
+    curl = None
+    try:
+        [token] = generated_tokens(service.log())
+        await ingest_over_http(service.url, token, "before", "b1")
+        curl = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            line.replace(DOCUMENTED_ORIGIN, service.url),
+            env={**os.environ, "TOKEN": token},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert curl.stdout is not None
+        # since=0: the event written before comes first, then the live one.
+        event_id, event, data, blank = [await read_line(curl.stdout) for _ in range(4)]
+        assert event_id.startswith("id: ") and event == "event: session.created"
+        assert data.startswith("data: ") and blank == ""
+        assert orjson.loads(data.removeprefix("data: "))["message"]["id"] == "b1"
+        await ingest_over_http(service.url, token, "after", "a1")
+        while (text := await read_line(curl.stdout)) != "event: session.created":
+            assert text == "" or text.startswith(("id: ", ": ping")), text
+        data = orjson.loads((await read_line(curl.stdout)).removeprefix("data: "))
+        assert data["session"]["id"] == "after"
+    finally:
+        if curl is not None and curl.returncode is None:
+            os.killpg(curl.pid, signal.SIGTERM)
+            await curl.wait()
+        service.stop()
+
+
+@pytest.mark.real
+async def test_the_documented_javascript_example_resumes_across_a_restart(
+    redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    """The example follows the feed, the service stops (its stream ends) while events are
+    written straight into the store, and starts again: the example prints every event
+    after its first one exactly once, in order."""
+    node = shutil.which("node")
+    assert node, "node runs the documented example"
+    example = documented("js", "const url = ")
+    flushing = Redis.from_url(redis_server.url)
+    await flushing.flushall()
+    env = {**token_env(), "CHATSESSIONS_REDIS_URL": redis_server.url}
+    service = await asyncio.to_thread(ServeProcess(tmp_path / "first", env=env).start)
+    follower = await asyncio.create_subprocess_exec(
+        node,
+        "--input-type=module",
+        "-e",
+        example.replace(DOCUMENTED_ORIGIN, service.url),
+        env={**os.environ, "TOKEN": TEST_TOKEN},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert follower.stdout is not None
+    store = SessionStore(flushing, active_window_ms=900_000)
+    try:
+        # The example starts with new events: write until it has printed one.
+        printed: list[str] = []
+        for n in range(int(GUARD / 0.2)):
+            await ingest_over_http(service.url, TEST_TOKEN, "s", f"warm{n}")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    printed.append(await read_line(follower.stdout))
+                    break
+        assert printed, "the example printed no event"
+        first_id = printed[0].split()[0]
+        await ingest_over_http(service.url, TEST_TOKEN, "s", "live")
+        await asyncio.to_thread(service.stop)
+        for n in range(3):
+            message = MessageIn(f"down{n}", "user", "hi", now_ms(), None, "web")
+            await store.add_message("default", "s", message, now=now_ms())
+        restarted = ServeProcess(tmp_path / "second", env=env, port=service.port)
+        service = await asyncio.to_thread(restarted.start)
+        await ingest_over_http(service.url, TEST_TOKEN, "s", "back")
+        ids = await stream_ids_of(store)
+        expected = ids[ids.index(first_id) :]
+        while len(printed) < len(expected):
+            printed.append(await read_line(follower.stdout))
+        assert [line.split()[0] for line in printed] == expected
+        assert all(line.split()[1:] == ["session.updated", "s"] for line in printed[1:])
+    finally:
+        if follower.returncode is None:
+            follower.kill()
+            await follower.wait()
+        await asyncio.to_thread(service.stop)
+        await store.aclose()
+        await flushing.aclose()
+
+
+async def stream_ids_of(store: SessionStore) -> list[str]:
+    replay = await store.replay("default", FIRST, limit=10_000, now=0)
+    return [event.id for event in replay.events]
