@@ -1,6 +1,7 @@
 """python -m bench [--quick] [--sizes 1000,100000,1000000] [--seconds 9]
 python -m bench flood [--rounds 3] [--seconds 5] (see bench/flood.py)
 python -m bench transfer [--sessions 200] [--messages 500] (see bench/transfer.py)
+python -m bench live [--sizes 1000,1000000] [--seconds 9] (see bench/live.py)
 python -m bench organise [--sizes 1000,1000000] [--seconds 9] (see bench/organise.py)
 
 Starts a redis-server and ``chatsessions serve`` (one worker), seeds sessions,
@@ -585,6 +586,11 @@ def main() -> None:
         from .transfer import main as transfer_main
 
         transfer_main(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["live"]:
+        from .live import main as live_main
+
+        live_main(sys.argv[2:])
         return
     if sys.argv[1:2] == ["organise"]:
         from .organise import main as organise_main

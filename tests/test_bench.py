@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
-from bench import flood, organise, transfer
+from bench import flood, live, noevents, organise, transfer
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
@@ -34,7 +34,7 @@ from bench.instructions import dumped_instructions
 from bench.load import LoadResult, _client_load, pages_script, parse_wrk
 from bench.seed import CHANNELS, FREQUENT_USER, TAGS, organised, seed_organised
 from bench.servers import Managed, RedisServer
-from service.store import InvariantChecker, SessionStore
+from service.store import InvariantChecker, SessionStore, scripts
 from service.store.types import ListFilter
 
 from redis_process import RedisProcess
@@ -368,3 +368,39 @@ def test_the_organise_rows_measure_filters_memory_and_ingest(tmp_path: Path) -> 
     assert "| tag + channel page: p50 at 300 ≤ 2 x at 100 |" in table
     assert "| Redis memory per session at 300 ≤ 600 B (hash-max-ziplist-value 256) |" in table
     assert "non-2xx or socket errors: 0" in table
+
+
+@pytest.mark.real
+def test_the_live_rows_measure_event_cost_304_and_counts(tmp_path: Path) -> None:
+    run = live.LiveRun(1.0, tmp_path, rounds=2, warm=False)
+    run.event_cost()
+    run.not_modified()
+    run.counts([100, 300])
+    assert [row.case for row in run.rows] == [
+        "single ingest, event appended",
+        "single ingest, no event (scripts variant)",
+        "304 (If-None-Match, current tag)",
+    ]
+    for row in [*run.rows, *run.counts_rows]:
+        assert len(row.rounds) == len(row.bare) == 2
+        assert all(r.requests_per_second > 0 and r.errors == 0 for r in row.rounds)
+    assert len(run.event_ratios) == 2 and len(run.not_modified_vs_page) == 2
+    # The scripts variant wrote its messages and no event; the service wrote both.
+    (events,) = [note for note in run.notes if note.startswith("events in the stream")]
+    assert events.endswith(", 0 in the scripts variant")
+    assert not events.startswith("events in the stream after the ingest rounds: 0 ")
+    assert "the tag answered 304 after 2 of 2 rounds" in " ".join(run.notes)
+    assert [row.sessions for row in run.counts_rows] == [100, 300]
+    table = live.report(run)
+    assert "| counts p50 at 300 ≤ 1.25 x at 100 |" in table
+    assert "non-2xx or socket errors: 0" in table
+
+
+def test_the_scripts_variant_leaves_out_only_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The variant is the service's own scripts with a silent emit defined after the real
+    # one: the event's XADD and version SET are left out, and nothing else differs.
+    with_events = scripts.assembled(scripts._source("ingest.lua"))
+    monkeypatch.setattr(scripts, "_source", noevents.without_events)
+    without = scripts.assembled(scripts._source("ingest.lua"))
+    assert without.count(noevents.SILENT) == 1
+    assert without.replace(noevents.SILENT, "") == with_events

@@ -1,0 +1,320 @@
+"""python -m bench live [--sizes 1000,1000000] [--seconds 9] [--quick] [--feed-only | --no-feed]
+
+The rows of SPEC §6 (issue 20's targets), each against a baseline measured in the same
+run, one worker:
+
+- event cost: single ingest with the event appended by every write against the same
+  service with events.lua's ``emit`` made to do nothing (bench/noevents.py), each on a
+  redis-server of its own, rounds taking turns with the bare app's;
+- 304: ``GET /api/sessions?limit=50`` with ``If-None-Match`` holding the current tag,
+  against a bare app answering the same 304 (bench/fixed.py), and against the bare app
+  answering the page itself; the namespace's sessions are all older than the active
+  window, so that its tag holds through the run, and each round checks it still does;
+- counts: ``GET /api/sessions/counts`` p50 at the largest size against the smallest
+  (organised sessions seeded as the scripts write them, bench/seed.py), and against a
+  bare app answering the same bytes;
+- the feed (bench/feed_load.py): subscribers of ``GET /api/events`` and writes at a
+  steady rate; latency from each write's acknowledgement to its event's arrival, and
+  the writes' own throughput with the subscribers against without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+
+from .__main__ import (
+    ACTIVE_WINDOW_MS,
+    AUTH,
+    NAMESPACE,
+    ROUNDS,
+    Row,
+    fetch,
+    median_of,
+    p50_against,
+    spread,
+)
+from .fixed import FixedServer
+from .load import FIRST_PAGE, INGEST_FORMAT, LoadResult, ensure_wrk, ingest_script
+from .rounds import load_round, warm_up
+from .seed import seed_organised
+from .servers import BaselineServer, Managed, RedisServer, ServiceServer, wait_http
+
+COUNTS_PATH = "/api/sessions/counts"
+# Where ``python -m bench.noevents`` is found: the checkout holding this bench.
+BENCH_ROOT = Path(__file__).resolve().parent.parent
+# Targets (issue 20).
+EVENT_COST = 0.15
+NOT_MODIFIED_BARE = 0.8
+COUNTS_FLAT = 1.25
+# Sessions in the 304 row's namespace.
+TAGGED_SESSIONS = 1000
+
+
+class NoEventsService(ServiceServer):
+    """``chatsessions serve`` whose write scripts append no event (bench/noevents.py),
+    started as ServiceServer starts the service."""
+
+    def start(self) -> NoEventsService:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "serve.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.noevents", "serve"],
+                cwd=BENCH_ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log,
+            )  # fmt: skip
+        wait_http(self.url + "/healthz", self.process)
+        return self
+
+
+def answer_of(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a GET (a 304 included)."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as answer:
+        return answer.code, dict(answer.headers), answer.read()
+
+
+@dataclass
+class LiveRun:
+    seconds: float
+    workdir: Path
+    rounds: int = ROUNDS
+    warm: bool = True
+    wrk: str | None = field(default_factory=ensure_wrk)
+    rows: list[Row] = field(default_factory=list)
+    # The event cost: with/without, round by round.
+    event_ratios: list[float] = field(default_factory=list)
+    # The 304 row against the bare page, round by round.
+    not_modified_vs_page: list[float] = field(default_factory=list)
+    counts_rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    feed: object | None = None
+
+    @property
+    def round_seconds(self) -> float:
+        return max(1.0, round(self.seconds / self.rounds))
+
+    def round(self, url: str, server: Managed, headers: dict[str, str], *script: str) -> LoadResult:
+        """One round; ``script`` (a wrk script) posts single messages."""
+        if script:
+            return load_round(
+                self.wrk, url, server, self.round_seconds, headers, script[0], INGEST_FORMAT
+            )
+        return load_round(self.wrk, url, server, self.round_seconds, headers)
+
+    def event_cost(self) -> None:
+        directory = self.workdir / "events"
+        started: list[Managed] = []
+        try:
+            with_redis = RedisServer(directory / "redis-with").start()
+            started.append(with_redis)
+            without_redis = RedisServer(directory / "redis-without").start()
+            started.append(without_redis)
+            with_events = ServiceServer(with_redis.url, directory / "with").start()
+            started.append(with_events)
+            without = NoEventsService(without_redis.url, directory / "without").start()
+            started.append(without)
+            baseline = BaselineServer(b"{}", directory / "baseline").start()
+            started.append(baseline)
+            first = INGEST_FORMAT % 0
+            if self.warm:
+                for origin in (baseline.url, with_events.url, without.url):
+                    warm = ingest_script("warm")
+                    warm_up(self.wrk, origin + first, AUTH, warm, INGEST_FORMAT)
+            rows = (
+                Row("single ingest, event appended", 1000, []),
+                Row("single ingest, no event (scripts variant)", 1000, []),
+            )
+            for number in range(self.rounds):
+                script = ingest_script(f"r{number}-")
+                bare = self.round(baseline.url + first, baseline, AUTH, script)
+                # The two services take turns at going first.
+                order = [(rows[0], with_events), (rows[1], without)]
+                for row, service in order if number % 2 == 0 else order[::-1]:
+                    row.bare.append(bare)
+                    row.rounds.append(self.round(service.url + first, service, AUTH, script))
+            self.rows += rows
+            self.event_ratios = [
+                w.requests_per_second / o.requests_per_second
+                for w, o in zip(rows[0].rounds, rows[1].rounds, strict=True)
+            ]
+            stream = f"cs:{{{NAMESPACE}}}:events"
+            lengths = []
+            for redis_server in (with_redis, without_redis):
+                client = redis_server.client()
+                lengths.append(int(client.xlen(stream)))
+                client.close()
+            self.notes.append(
+                f"events in the stream after the ingest rounds: {lengths[0]:,} with the event "
+                f"(trimmed near events_retention), {lengths[1]:,} in the scripts variant"
+            )
+        finally:
+            for running in reversed(started):
+                running.stop()
+
+    def not_modified(self) -> None:
+        directory = self.workdir / "etag"
+        started: list[Managed] = []
+        try:
+            redis_server = RedisServer(directory / "redis").start()
+            started.append(redis_server)
+            client = redis_server.client()
+            # Every session older than the active window: the tag moves with activity too.
+            seed_organised(client, TAGGED_SESSIONS, int(time.time() * 1000) - 2 * ACTIVE_WINDOW_MS)
+            client.close()
+            service = ServiceServer(redis_server.url, directory / "service").start()
+            started.append(service)
+            url = service.url + FIRST_PAGE
+            _, headers, page = answer_of(url, AUTH)
+            tag = headers["ETag"]
+            conditional = {**AUTH, "If-None-Match": tag}
+            if answer_of(url, conditional)[0] != 304:
+                raise RuntimeError("the service did not answer 304 to its own current tag")
+            bare_304 = FixedServer(directory / "bare-304", 304, {"ETag": tag}, b"").start()
+            started.append(bare_304)
+            bare_page = BaselineServer(page, directory / "bare-page").start()
+            started.append(bare_page)
+            if self.warm:
+                warm_up(self.wrk, url, conditional)
+                warm_up(self.wrk, bare_304.url + FIRST_PAGE, conditional)
+                warm_up(self.wrk, bare_page.url + FIRST_PAGE, conditional)
+            row = Row("304 (If-None-Match, current tag)", TAGGED_SESSIONS, [])
+            stale = 0
+            for _ in range(self.rounds):
+                row.bare.append(self.round(bare_304.url + FIRST_PAGE, bare_304, conditional))
+                page_round = self.round(bare_page.url + FIRST_PAGE, bare_page, conditional)
+                row.rounds.append(self.round(url, service, conditional))
+                self.not_modified_vs_page.append(
+                    row.rounds[-1].requests_per_second / page_round.requests_per_second
+                )
+                stale += answer_of(url, conditional)[0] != 304
+            self.rows.append(row)
+            self.notes.append(
+                f"304 row: the tag answered 304 after {self.rounds - stale} of {self.rounds} "
+                "rounds (a round after which it did not may hold 200s)"
+            )
+        finally:
+            for running in reversed(started):
+                running.stop()
+
+    def counts(self, sizes: list[int]) -> None:
+        started: list[Managed] = []
+        try:
+            stacks: list[tuple[ServiceServer, FixedServer, Row]] = []
+            for sessions in sizes:
+                directory = self.workdir / f"counts-{sessions}"
+                redis_server = RedisServer(directory / "redis").start()
+                started.append(redis_server)
+                client = redis_server.client()
+                begun = time.perf_counter()
+                seed_organised(client, sessions, int(time.time() * 1000))
+                client.close()
+                self.notes.append(
+                    f"{sessions:,} organised sessions seeded in "
+                    f"{time.perf_counter() - begun:.1f} s for the counts row"
+                )
+                service = ServiceServer(redis_server.url, directory / "service").start()
+                started.append(service)
+                body = fetch(service.url + COUNTS_PATH)
+                bare = FixedServer(
+                    directory / "bare", 200, {"Content-Type": "application/json"}, body
+                ).start()
+                started.append(bare)
+                if self.warm:
+                    warm_up(self.wrk, service.url + COUNTS_PATH, AUTH)
+                    warm_up(self.wrk, bare.url + COUNTS_PATH, AUTH)
+                stacks.append((service, bare, Row("counts", sessions, [])))
+            for _ in range(self.rounds):
+                for service, bare, row in stacks:
+                    row.bare.append(self.round(bare.url + COUNTS_PATH, bare, AUTH))
+                    row.rounds.append(self.round(service.url + COUNTS_PATH, service, AUTH))
+            self.counts_rows = [row for _, _, row in stacks]
+        finally:
+            for running in reversed(started):
+                running.stop()
+
+
+def verdict(met: bool) -> str:
+    return "yes" if met else "no"
+
+
+def report(run: LiveRun) -> str:
+    lines = [
+        f"Medians of {run.rounds} rounds, each right after its baseline's round.",
+        "",
+        "| case | sessions | req/s | p50 ms | p99 ms | p50 vs smallest | req/s vs bare (rounds) "
+        "| CPU/request vs bare (rounds) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    smallest = min(run.counts_rows, key=lambda r: r.sessions) if run.counts_rows else None
+    for row in [*run.rows, *run.counts_rows]:
+        against = p50_against(row, smallest) if row.case == "counts" else "-"
+        lines.append(
+            f"| {row.case} | {row.sessions:,} | {row.requests_per_second:,.0f} "
+            f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {against} | {spread(row.ratios)} "
+            f"| {spread(row.cpu_ratios)} |"
+        )
+    lines += ["", "| target | reading | met |", "|---|---|---|"]
+    if run.event_ratios:
+        cost = 1 - median(run.event_ratios)
+        lines.append(
+            f"| the event on every write costs ≤ {EVENT_COST:.0%} of single-ingest req/s "
+            f"(1 - with/without, median of rounds; rounds {spread(run.event_ratios)}) "
+            f"| {cost:.1%} | {verdict(cost <= EVENT_COST)} |"
+        )
+    for row in run.rows:
+        if row.case.startswith("304") and row.ratios:
+            lines.append(
+                f"| 304 answers ≥ {NOT_MODIFIED_BARE:g} x bare 304 req/s | {median_of(row.ratios)} "
+                f"| {verdict(median(row.ratios) >= NOT_MODIFIED_BARE)} |"
+            )
+            lines.append(
+                f"| (304 answers against the bare app answering the page itself) "
+                f"| {spread(run.not_modified_vs_page)} "
+                f"| {verdict(median(run.not_modified_vs_page) >= NOT_MODIFIED_BARE)} |"
+            )
+    if smallest is not None:
+        largest = max(run.counts_rows, key=lambda r: r.sessions)
+        pairs = zip(largest.rounds, smallest.rounds, strict=False)
+        ratios = [r.p50_ms / s.p50_ms for r, s in pairs if s.p50_ms]
+        if ratios:
+            lines.append(
+                f"| counts p50 at {largest.sessions:,} ≤ {COUNTS_FLAT:g} x at "
+                f"{smallest.sessions:,} | {median(ratios):.2f} "
+                f"| {verdict(median(ratios) <= COUNTS_FLAT)} |"
+            )
+    every = [r for row in [*run.rows, *run.counts_rows] for r in row.rounds]
+    errors = sum(result.errors for result in every)
+    tools = sorted({result.tool for result in every})
+    notes = [*run.notes, f"load generator: {', '.join(tools)}; non-2xx or socket errors: {errors}"]
+    return "\n".join([*lines, "", *[f"- {note}" for note in notes]])
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench live", description=__doc__)
+    parser.add_argument("--sizes", default="1000,1000000", help="of the counts row")
+    parser.add_argument("--seconds", type=float, default=9.0, help="per case, over all rounds")
+    parser.add_argument("--quick", action="store_true", help="1 k and 10 k sessions")
+    args = parser.parse_args(argv)
+    sizes = [1000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="chatsessions-bench-live-"))
+    run = LiveRun(args.seconds, workdir)
+    try:
+        run.event_cost()
+        run.not_modified()
+        run.counts(sizes)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(report(run))
