@@ -120,7 +120,7 @@ export class SessionList {
   }
 
   filterByTag(tag) {
-    this.setFilters({ ...this.filters, tag, archived: this.filters.archived });
+    this.setFilters({ ...this.filters, tag });
     $("#sessions-heading").focus();
   }
 
