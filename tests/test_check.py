@@ -50,10 +50,10 @@ async def test_each_drift_is_reported(store: SessionStore, redis_client: RedisCl
     problems = "\n".join(report.problems)
     assert "session 'a' counts 3 messages but stores 2" in problems
     assert "session 'a' has 3 message ids for 2 messages" in problems
-    assert "session 'b' is missing from the index" in problems
-    assert "web index holds 'ghost'" in problems
+    assert "session 'b' is missing from index" in problems
+    assert "channel:web holds 'ghost' but no session has that id" in problems
     assert "messages of 'gone' remain without a session" in problems
-    assert "session 'c' has another score in the web index" in problems
+    assert "session 'c' has another score in channel:web" in problems
     assert len(report.problems) == 6
     assert (await InvariantChecker(redis_client).check("other")).ok
 

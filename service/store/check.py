@@ -165,7 +165,11 @@ class InvariantChecker:
             present.add(text_of(key))
         registries: dict[str, set[str]] = {"channel": set(), "tag": set()}
         scores: dict[str, float] = {}
-        for key in sorted(present | expected.keys()):
+        # The index and the archived set first: a session's score is theirs, and any other
+        # set scoring it otherwise is the one that drifted.
+        for key in sorted(
+            present | expected.keys(), key=lambda k: k not in (keys.index, keys.archived)
+        ):
             name = key[len(keys.prefix) :]
             members = {text_of(m): s async for m, s in self._zscan(key)}
             for kind in registries:

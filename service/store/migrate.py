@@ -59,6 +59,9 @@ async def migrate_first_release(redis: RedisClient, namespace: str, batch: int =
                         metadata=None,
                     )
                     pipe.hset(keys.session(text_of(session_id)), items=fields)
+                    if item["message_count"] == 0:
+                        # Counts learn the sessions without messages as writes keep them.
+                        pipe.hincrby(keys.empty, item["channel"], 1)
             pipe.hdel(legacy, *ids)
             await pipe.execute()
 
