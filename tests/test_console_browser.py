@@ -682,9 +682,12 @@ def test_a_message_sent_through_the_api_appears_without_a_reload(
     service.ingest("brand-new", role="assistant", content="Welcome!", channel="slack", id="n-2")
     expect(page.locator(".messages .message")).to_have_count(2)
     expect(page.locator(".messages .message").last.locator(".content")).to_have_text("Welcome!")
-    # A deletion elsewhere leaves the list.
+    # A deletion elsewhere leaves the list; the open session's own says so in its place.
     assert service.call("DELETE", "/api/sessions/dm%3A987654321")[0] == 200
     expect(row(page, "dm:987654321")).to_have_count(0)
+    assert service.call("DELETE", "/api/sessions/brand-new")[0] == 200
+    expect(page.locator(".session-title")).to_have_text("This session was deleted")
+    expect(row(page, "brand-new")).to_have_count(0)
     assert page.evaluate("window.__notReloaded") is True
 
 
@@ -897,7 +900,9 @@ def test_markup_in_titles_contents_tags_and_ids_is_shown_as_text(
 ) -> None:
     status, _ = service.call("POST", "/api/sessions", {"id": XSS, "channel": "web", "title": XSS})
     assert status == 201
-    service.ingest(XSS, content=f"look: {XSS}", channel="web", id=XSS)
+    stored = service.ingest(XSS, content=f"look: {XSS}", channel="web", id=XSS, user=XSS)
+    # A user is any 1-256 characters, markup included, where sessions have users.
+    has_user = stored["session"].get("user") == XSS
     tagged = service.patch_supports("tags")
     if tagged:
         # Tags allow only letters, digits and _-.: so markup cannot be one; the closest
@@ -915,6 +920,8 @@ def test_markup_in_titles_contents_tags_and_ids_is_shown_as_text(
     expect(page.locator(".session-title")).to_have_text(XSS)
     expect(page.locator(".session-id")).to_have_text(XSS)
     expect(page.locator(".messages .content")).to_have_text(f"look: {XSS}")
+    if has_user:
+        expect(page.locator(".session-head .user")).to_have_text(XSS)
     expect(page.locator(".messages .message-id")).to_have_text(XSS)
     if tagged:
         expect(page.locator(".session-head .tag")).to_have_text(["img:x"])

@@ -216,6 +216,8 @@ export class SessionView {
       if (controller === this.controller) {
         this.loadingOlder = false;
         this.renderOlder();
+        // Short messages may leave the top in view: the observer sees no change then.
+        if (this.cursor && this.history.scrollTop < FOLLOW_PX) requestAnimationFrame(() => this.loadOlder());
       }
     }
   }
