@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -39,6 +40,7 @@ from service.settings import Settings
 from service.store import RedisClient, SessionStore, keys_of
 from service.store.events import FIRST
 
+from cluster_process import ClusterProcess
 from conftest import Api, Tokens, quote
 from redis_process import RedisProcess
 
@@ -796,3 +798,73 @@ async def test_the_documented_javascript_example_resumes_across_a_restart(
 async def stream_ids_of(store: SessionStore) -> list[str]:
     replay = await store.replay("default", FIRST, limit=10_000, now=0)
     return [event.id for event in replay.events]
+
+
+OTHER_TOKEN = "cs_test_token_of_namespace_other_0123456789"
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("redis-cli") is None,
+    reason="redis-cli builds the local cluster (the embedded Redis brings none)",
+)
+async def test_the_feed_on_a_cluster_with_two_workers(tmp_path: Path) -> None:
+    """Streams of two namespaces (each on its own slot) through serve --workers 2: every
+    stream gets every event of its namespace, in order, whichever worker took the write,
+    and streams that reconnect mid-way (to either worker) resume with nothing missed or
+    repeated."""
+    cluster = await asyncio.to_thread(ClusterProcess(tmp_path / "cluster", masters=3).start)
+    tokens = {"default": TEST_TOKEN, "other": OTHER_TOKEN}
+    entries = [
+        {
+            "name": namespace,
+            "sha256": hashlib.sha256(token.encode()).hexdigest(),
+            "scopes": ["read", "write"],
+            "namespace": namespace,
+        }
+        for namespace, token in tokens.items()
+    ]
+    env = {"CHATSESSIONS_TOKENS": orjson.dumps(entries).decode()}
+    env["CHATSESSIONS_REDIS_URL"] = cluster.url
+    service = ServeProcess(tmp_path / "serve", env=env, args=("--workers", "2"))
+    try:
+        await asyncio.to_thread(service.start)
+        assert len(await asyncio.to_thread(service.worker_pids, 2)) == 2
+        async with aiohttp.ClientSession() as session:
+
+            async def follow(namespace: str, last: str | None = None) -> Feed:
+                headers = {"Authorization": f"Bearer {tokens[namespace]}"}
+                if last is not None:
+                    headers["Last-Event-ID"] = last
+                # A connection of its own each time: the port spreads them over the workers.
+                response = await session.get(
+                    f"{service.url}/api/events",
+                    headers={**headers, "Connection": "close"},
+                    params={"since": "0"},
+                )
+                assert response.status == 200, await response.text()
+                return Feed(response)
+
+            feeds = {ns: [await follow(ns) for _ in range(4)] for ns in tokens}
+            seen: dict[tuple[str, int], list[str]] = {
+                (ns, n): [] for ns in tokens for n in range(4)
+            }
+            writes = 30
+            for n in range(writes):
+                for namespace, token in tokens.items():
+                    await ingest_over_http(service.url, token, f"{namespace}-{n % 3}", f"m{n}")
+                for namespace in tokens:
+                    for k, feed in enumerate(feeds[namespace]):
+                        event = await feed.event()
+                        seen[(namespace, k)].append(event.data["message"]["id"])
+                        if n % 7 == k:
+                            feed.close()
+                            feeds[namespace][k] = await follow(namespace, event.id)
+            for feed_list in feeds.values():
+                for feed in feed_list:
+                    feed.close()
+        assert all(ids == [f"m{n}" for n in range(writes)] for ids in seen.values()), seen
+    finally:
+        await asyncio.to_thread(service.stop)
+        cluster.stop()
