@@ -618,6 +618,27 @@ def test_tags_and_the_organising_filters(service: Service, tab: Tab) -> None:
     expect(rows(page).locator(".item-id")).to_have_text([s["id"] for s in every["sessions"]])
 
 
+def test_mark_read_marks_for_the_token_s_name(service: Service, tab: Tab) -> None:
+    if not service.has("/api/whoami"):
+        pytest.skip("no GET /api/whoami on this tree: the console cannot name the reader")
+    seed_three(service)
+    page = tab.page
+    sign_in(page, service)
+    expect(page.locator("#whoami")).to_contain_text("operator")
+    item = row(page, "123456789:topic:42")
+    expect(item.locator(".flag.unread")).to_have_text("2 unread")
+    item.locator("a").click()
+    page.get_by_role("button", name="Mark read").click()
+    expect(item.locator(".flag.unread")).to_have_count(0)
+    _, listed = service.call("GET", "/api/sessions?reader=operator")
+    unread = {s["id"]: s["unread_count"] for s in listed["sessions"]}
+    assert unread == {"spaces/abc123": 1, "dm:987654321": 1, "123456789:topic:42": 0}
+    # Unread only: what the API keeps for this reader.
+    page.locator("#filters summary").click()
+    page.get_by_label("Unread only").check()
+    expect(rows(page).locator(".item-id")).to_have_text(["spaces/abc123", "dm:987654321"])
+
+
 def test_export_downloads_the_session(service: Service, tab: Tab) -> None:
     seed_three(service)
     page = tab.page
