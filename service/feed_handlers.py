@@ -172,10 +172,11 @@ async def _replay(
         frames = [render(event) for event in replay.events if subscriber.wants(event)]
         if frames:
             await send(request, response, b"".join(frames))
-        if replay.events:
-            after = replay.events[-1].id
-        if len(replay.events) < REPLAY_PAGE or after == replay.newest:
-            return position_key(after)
+        # Done at the newest event the page saw; a short page alone is no proof of it (a
+        # page may be bounded by more than its count).
+        if not replay.events or replay.events[-1].id == replay.newest:
+            return position_key(replay.events[-1].id if replay.events else after)
+        after = replay.events[-1].id
         subscriber.discard()
         replay = await store.replay(subscriber.namespace, after, limit=REPLAY_PAGE, now=now_ms())
 
