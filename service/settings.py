@@ -187,24 +187,35 @@ def parse_scopes(key: str, value: Any) -> frozenset[str]:
     return frozenset(scopes)
 
 
-def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, ...]:
+def _entries(
+    key: str, value: Any, noun: str, fields: tuple[str, ...]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """A list of tables (from TOML, or JSON in an environment variable), each with its
+    place for errors (``tokens[2]``), refusing keys outside ``fields``."""
     if isinstance(value, str):
         if not value.strip():
-            return ()
+            return []
         try:
             value = orjson.loads(value)
         except orjson.JSONDecodeError:
-            raise ConfigError(key, "expected a JSON list of token entries") from None
+            raise ConfigError(key, f"expected a JSON list of {noun} entries") from None
     if not isinstance(value, list):
-        raise ConfigError(key, "expected a list of token entries")
-    tokens: list[TokenConfig] = []
+        raise ConfigError(key, f"expected a list of {noun} entries")
+    entries = []
     for position, entry in enumerate(value):
         where = f"{key}[{position}]"
         if not isinstance(entry, Mapping):
-            raise ConfigError(where, "expected a table with name, sha256, scopes, namespace")
-        unknown = set(entry) - {"name", "sha256", "scopes", "namespace"}
+            raise ConfigError(where, f"expected a table with {', '.join(fields)}")
+        unknown = set(entry) - set(fields)
         if unknown:
             raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+        entries.append((where, entry))
+    return entries
+
+
+def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, ...]:
+    tokens: list[TokenConfig] = []
+    for where, entry in _entries(key, value, "token", ("name", "sha256", "scopes", "namespace")):
         digest = entry.get("sha256")
         if isinstance(digest, str) and digest.strip().startswith(RAW_TOKEN_PREFIX):
             # Never echo it: it is a secret, and this error is printed at start-up.
@@ -230,23 +241,9 @@ def _tokens(key: str, value: Any, default_namespace: str) -> tuple[TokenConfig, 
 
 
 def _webhooks(key: str, value: Any, default_namespace: str) -> tuple[WebhookConfig, ...]:
-    if isinstance(value, str):
-        if not value.strip():
-            return ()
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise ConfigError(key, "expected a JSON list of webhook entries") from None
-    if not isinstance(value, list):
-        raise ConfigError(key, "expected a list of webhook entries")
     webhooks: list[WebhookConfig] = []
-    for position, entry in enumerate(value):
-        where = f"{key}[{position}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(where, "expected a table with name, url, secret, namespace")
-        unknown = set(entry) - {"name", "url", "secret", "namespace", "events"}
-        if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+    fields = ("name", "url", "secret", "namespace", "events")
+    for position, (where, entry) in enumerate(_entries(key, value, "webhook", fields)):
         url = _str(f"{where}.url", entry.get("url"))
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}.url", "must start with http:// or https://")
