@@ -1019,6 +1019,35 @@ def test_a_service_out_of_reach_is_said_and_waited_out(tmp_path: Path, tab: Tab)
         stop_service(own)
 
 
+def test_a_rate_limited_read_waits_the_pause_the_service_asks_for(
+    service: Service, tab: Tab
+) -> None:
+    """A 429 (answered here in the service's place, as a rate limit would) is waited out
+    for its Retry-After, said in the banner, and the read then goes through."""
+    seed_three(service)
+    page = tab.page
+    refused: list[str] = []
+
+    def limit_once(route: Any) -> None:
+        if "limit=50" in route.request.url and not refused:
+            refused.append(route.request.url)
+            route.fulfill(
+                status=429,
+                json={"detail": "Too many requests for this token."},
+                headers={"Retry-After": "3"},
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/sessions?*", limit_once)
+    sign_in(page, service)
+    banner = page.get_by_role("alert").filter(has_text="Too many requests")
+    expect(banner).to_be_visible()
+    expect(rows(page)).to_have_count(3)
+    expect(banner).to_be_hidden()
+    assert len(refused) == 1
+
+
 # --- accessibility --------------------------------------------------------------------------
 
 

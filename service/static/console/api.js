@@ -41,7 +41,8 @@ export class Api {
    * base: the service's root URL (the console is at base/console/).
    * onUnauthorized(detail): the token was refused; the console signs out.
    * onAvailability(problem): a read is being retried because of `problem`
-   *   ("redis" or "network"), or null once a request went through again.
+   *   ("redis", "busy" for a rate limit, or "network"), or null once a request went
+   *   through again.
    */
   constructor({ base, token, onUnauthorized, onAvailability }) {
     this.base = base;
@@ -106,9 +107,9 @@ export class Api {
       } catch (error) {
         if (isAbort(error) || signal?.aborted) throw error;
         if (error instanceof ApiError) {
-          if (error.status !== 503) throw error;
+          if (error.status !== 503 && error.status !== 429) throw error;
           retryAfter = error.retryAfter;
-          this.onAvailability?.("redis", error.detail);
+          this.onAvailability?.(error.status === 503 ? "redis" : "busy", error.detail);
         } else {
           // fetch rejects with a TypeError when the service cannot be reached at all.
           this.onAvailability?.("network", String(error?.message || error));

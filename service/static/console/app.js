@@ -93,9 +93,11 @@ class Console {
       this.banner.textContent = "";
       return;
     }
-    const text = problem === "redis"
-      ? "Redis unavailable, retrying… The service answers 503 until Redis is back; nothing needs doing here."
-      : "The service cannot be reached, retrying… Check that chatsessions serve is running.";
+    const text = {
+      redis: "Redis unavailable, retrying… The service answers 503 until Redis is back; nothing needs doing here.",
+      busy: "Too many requests for this token (429), retrying after the pause the service asks for…",
+      network: "The service cannot be reached, retrying… Check that chatsessions serve is running.",
+    }[problem];
     if (this.banner.textContent !== text) this.banner.textContent = text;
     this.banner.hidden = false;
   }
