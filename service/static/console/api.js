@@ -49,6 +49,15 @@ export class Api {
     this.token = token;
     this.onUnauthorized = onUnauthorized;
     this.onAvailability = onAvailability;
+    // The reads waiting out a problem now, each with its problem: the console says so
+    // while any waits, whatever other requests go through meanwhile.
+    this.waiting = new Map();
+  }
+
+  report() {
+    const problems = new Set(this.waiting.values());
+    const worst = ["network", "redis", "busy"].find((problem) => problems.has(problem)) || null;
+    this.onAvailability?.(worst);
   }
 
   url(path, query) {
@@ -74,10 +83,7 @@ export class Api {
       init.body = JSON.stringify(body);
     }
     const response = await fetch(this.url(path, query), init);
-    if (response.ok || response.status === 304) {
-      this.onAvailability?.(null);
-      return response;
-    }
+    if (response.ok || response.status === 304) return response;
     let detail = `The service answered ${response.status} ${response.statusText}.`;
     try {
       const answer = await response.json();
@@ -100,22 +106,28 @@ export class Api {
    * goes through, `signal` aborts it, or the service refuses it for another reason.
    */
   async read(path, { query, signal } = {}) {
-    for (let attempt = 0; ; attempt += 1) {
-      let retryAfter = null;
-      try {
-        return await this.json("GET", path, { query, signal });
-      } catch (error) {
-        if (isAbort(error) || signal?.aborted) throw error;
-        if (error instanceof ApiError) {
-          if (error.status !== 503 && error.status !== 429) throw error;
-          retryAfter = error.retryAfter;
-          this.onAvailability?.(error.status === 503 ? "redis" : "busy", error.detail);
-        } else {
-          // fetch rejects with a TypeError when the service cannot be reached at all.
-          this.onAvailability?.("network", String(error?.message || error));
+    const key = Symbol(path);
+    try {
+      for (let attempt = 0; ; attempt += 1) {
+        let retryAfter = null;
+        try {
+          return await this.json("GET", path, { query, signal });
+        } catch (error) {
+          if (isAbort(error) || signal?.aborted) throw error;
+          if (error instanceof ApiError) {
+            if (error.status !== 503 && error.status !== 429) throw error;
+            retryAfter = error.retryAfter;
+            this.waiting.set(key, error.status === 503 ? "redis" : "busy");
+          } else {
+            // fetch rejects with a TypeError when the service cannot be reached at all.
+            this.waiting.set(key, "network");
+          }
+          this.report();
         }
+        await sleep(pause(attempt, retryAfter), signal);
       }
-      await sleep(pause(attempt, retryAfter), signal);
+    } finally {
+      if (this.waiting.delete(key)) this.report();
     }
   }
 }
