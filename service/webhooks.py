@@ -67,6 +67,8 @@ WAIT_MS = 5_000
 # Pauses while Redis cannot answer: from the first, doubling up to the longest.
 OUTAGE_PAUSE_FIRST = 0.1
 OUTAGE_PAUSE_LONGEST = 5.0
+# Seconds between the cancellations of a stopping delivery task.
+STOP_CHECK = 0.1
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -95,6 +97,12 @@ class Timing:
     retry_first: float = 1.0
     retry_longest: float = 300.0
     lease: float = 30.0
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to end."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class LeaseLost(Exception):
@@ -146,31 +154,38 @@ class Endpoint:
         while True:
             try:
                 await self._step()
-            except StoreUnavailable as error:
-                if not outages:
-                    log.warning(
-                        "webhook %s: delivery paused, Redis cannot answer: %s",
-                        self.name,
-                        error.reason,
-                    )
-                self._position = None
-                await asyncio.sleep(doubling(OUTAGE_PAUSE_FIRST, OUTAGE_PAUSE_LONGEST, outages))
-                outages += 1
-                continue
-            except LeaseLost:
-                log.info("webhook %s: this worker no longer holds its lease", self.name)
-                self._position = None
-                self.holding = False
-                continue
-            # A background task logs what went wrong instead of ending delivery.
-            except Exception:
-                log.exception("webhook %s: delivery failed; it goes on shortly", self.name)
-                self._position = None
-                await asyncio.sleep(OUTAGE_PAUSE_LONGEST)
+            except Exception as error:
+                # A cancellation that landed inside redis-py can come out as another
+                # error: the task was asked to end, so it ends.
+                if _cancelling():
+                    raise asyncio.CancelledError from error
+                outages = await self._after(error, outages)
                 continue
             if outages:
                 log.info("webhook %s: Redis answers again; delivery goes on", self.name)
                 outages = 0
+
+    async def _after(self, error: Exception, outages: int) -> int:
+        """Log ``error`` and pause as it needs; the position is read again at the next
+        step. Answers the Redis outages in a row so far."""
+        self._position = None
+        if isinstance(error, StoreUnavailable):
+            if not outages:
+                log.warning(
+                    "webhook %s: delivery paused, Redis cannot answer: %s",
+                    self.name,
+                    error.reason,
+                )
+            await asyncio.sleep(doubling(OUTAGE_PAUSE_FIRST, OUTAGE_PAUSE_LONGEST, outages))
+            return outages + 1
+        if isinstance(error, LeaseLost):
+            log.info("webhook %s: this worker no longer holds its lease", self.name)
+            self.holding = False
+            return outages
+        # A background task logs what went wrong instead of ending delivery.
+        log.error("webhook %s: delivery failed; it goes on shortly", self.name, exc_info=error)
+        await asyncio.sleep(OUTAGE_PAUSE_LONGEST)
+        return outages
 
     async def _step(self) -> None:
         """One step: take the lease, or deliver the events after the position (waiting
@@ -401,11 +416,12 @@ class Webhooks:
             yield webhooks
 
     async def _stop(self, release_within: float) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        # Cancelled again until each has ended: a cancellation can land where redis-py
+        # turns it into another error, after which a task may already wait on Redis again.
+        while pending := [task for task in self._tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=STOP_CHECK)
         # A lease left behind would keep the other workers waiting until it runs out.
         for endpoint in self.endpoints:
             with suppress(StoreUnavailable, TimeoutError):
