@@ -154,6 +154,18 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
+async def whoami(request: web.Request) -> web.Response:
+    """The token's name (the reader a console marks read as), namespace and scopes."""
+    principal = request[PRINCIPAL]
+    return json_response(
+        {
+            "name": principal.name,
+            "namespace": principal.namespace,
+            "scopes": sorted(principal.scopes),
+        }
+    )
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 

@@ -177,7 +177,7 @@ def check_tag(value: Any, field: str = "tag") -> str:
 def check_tags(value: Any) -> list[str]:
     """A session's tags, in the order given, each once."""
     if not isinstance(value, list):
-        raise InvalidInput("tags must be a list of tags, such as [\"billing\", \"vip\"].")
+        raise InvalidInput('tags must be a list of tags, such as ["billing", "vip"].')
     tags = list(dict.fromkeys(check_tag(tag, "each tag") for tag in value))
     if len(tags) > MAX_TAGS:
         raise InvalidInput(f"tags holds at most {MAX_TAGS} tags; {len(tags)} were sent.")

@@ -43,6 +43,8 @@ def setup_routes(app: web.Application) -> None:
     # Any valid token may read the document: it needs no scope.
     probe("/api/openapi.json", handlers.openapi)
 
+    # Any valid token may ask who it is.
+    add("GET", "/api/whoami", handlers.whoami)
     add("GET", "/api/sessions", handlers.list_sessions, READ)
     add("GET", "/api/events", feed_handlers.events, READ)
     add("POST", "/api/sessions", handlers.create_session, WRITE)

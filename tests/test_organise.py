@@ -292,3 +292,15 @@ async def test_sessions_of_release_0_2_come_to_this_layout(
     await api.call("POST", "/api/sessions/a/read", json={"reader": "ops"})
     _, counts = await api.call("GET", "/api/sessions/counts?reader=ops")
     assert counts["unread"] == 0 and set(counts["channels"]) == {"web", "tg"}
+
+
+async def test_whoami_names_the_token(api: Api) -> None:
+    status, me = await api.call("GET", "/api/whoami", token="reader")
+    assert (status, me) == (
+        200,
+        {"name": "reader", "namespace": "default", "scopes": ["sessions:read"]},
+    )
+    status, me = await api.call("GET", "/api/whoami", token="other")
+    assert me["namespace"] == "other" and me["name"] == "other"
+    status, _ = await api.call("GET", "/api/whoami", token=None)
+    assert status == 401

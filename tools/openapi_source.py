@@ -902,6 +902,27 @@ PATHS: dict[str, Any] = {
     "/api/openapi.json": {
         "get": operation("This document.", None, ok("200", "OpenAPI 3.1.", OBJECT), ()),
     },
+    "/api/whoami": {
+        "get": operation(
+            "Who the token is: its name, namespace and scopes.",
+            None,
+            ok(
+                "200",
+                "The token's name (a console marks sessions read as this reader), the "
+                "namespace it sees and its scopes.",
+                {
+                    "type": "object",
+                    "required": ["name", "namespace", "scopes"],
+                    "properties": {
+                        "name": STRING,
+                        "namespace": STRING,
+                        "scopes": {"type": "array", "items": STRING},
+                    },
+                },
+            ),
+            (),
+        ),
+    },
     "/healthz": {
         "get": {
             "summary": "The process is alive.",
