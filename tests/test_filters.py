@@ -45,9 +45,13 @@ def order(models: dict[str, Model], ids: list[str]) -> list[str]:
     return sorted(ids, key=lambda i: (models[i].score, i.encode()), reverse=True)
 
 
-def expected(models: dict[str, Model], channel: str | None, f: ListFilter) -> list[str]:
+def expected(
+    models: dict[str, Model], channel: str | None, f: ListFilter, active: bool | None = None
+) -> list[str]:
     found = []
     for session_id, m in models.items():
+        if active is not None and (m.score >= NOW - ACTIVE_WINDOW_MS) != active:
+            continue
         if f.archived is not None and m.archived != f.archived:
             continue
         if channel is not None and m.channel != channel:
@@ -65,7 +69,7 @@ def expected(models: dict[str, Model], channel: str | None, f: ListFilter) -> li
 
 
 async def walk(
-    store: SessionStore, channel: str | None, f: ListFilter, limit: int
+    store: SessionStore, channel: str | None, f: ListFilter, limit: int, active: bool | None = None
 ) -> tuple[list[dict[str, Any]], list[int], list[bool]]:
     """Every page of a query, following next_cursor to the end: the items, the totals
     and whether each total was exact."""
@@ -74,7 +78,7 @@ async def walk(
     cursor = None
     for _ in range(200):
         page = await store.list_sessions(
-            NS, limit=limit, now=NOW, cursor=cursor, channel=channel, filters=f
+            NS, limit=limit, now=NOW, cursor=cursor, channel=channel, filters=f, active=active
         )
         body = orjson.loads(page.json())
         items += body["sessions"]
@@ -106,6 +110,16 @@ QUERIES: list[tuple[str | None, ListFilter]] = [
     (None, ListFilter(reader="ops")),
     (None, ListFilter(reader="ops", unread=True)),
     ("tg", ListFilter(reader="qa", unread=True, archived=None)),
+]
+
+
+ACTIVE_QUERIES: list[tuple[str | None, ListFilter, bool]] = [
+    (None, ListFilter(), True),
+    (None, ListFilter(), False),
+    ("web", ListFilter(archived=None), False),
+    (None, ListFilter(archived=None, tag="vip"), True),
+    (None, ListFilter(pinned=False, reader="ops"), False),
+    ("tg", ListFilter(user="alice", archived=True), True),
 ]
 
 
@@ -154,6 +168,11 @@ async def check_everything(store: SessionStore, models: dict[str, Model]) -> Non
                 assert counts["channels"][channel]["unread"] == len(unread), (reader, channel)
         if reader is not None:
             assert counts["unread"] == sum(m.count > m.marks.get(reader, 0) for m in live.values())
+    for channel, f, active in ACTIVE_QUERIES:
+        want = expected(models, channel, f, active)
+        items, totals, exact = await walk(store, channel, f, 2, active)
+        assert [i["id"] for i in items] == want, (channel, f, active)
+        assert all(i["active"] is active for i in items)
     report = await InvariantChecker(store._redis).check(NS)
     assert report.problems == []
 
