@@ -124,7 +124,7 @@ class Console {
     $("#whoami").textContent = [
       this.me.name ? `Token ${this.me.name}` : "Signed in",
       this.me.namespace ? `namespace ${this.me.namespace}` : null,
-      [...this.me.scopes].map((scope) => scope.replace("sessions:", "")).join(", "),
+      ["sessions:read", WRITE, DELETE].filter((scope) => this.me.scopes.has(scope)).map((scope) => scope.replace("sessions:", "")).join(", "),
     ].filter(Boolean).join(" · ");
     $("#signout").addEventListener("click", () => signOut("Signed out."));
     $("#signin").hidden = true;
