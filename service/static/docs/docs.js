@@ -26,6 +26,8 @@
         dom_id: "#swagger-ui",
         deepLinking: true,
         persistAuthorization: false,
+        // Swagger UI would otherwise show a badge fetched from its makers' validator.
+        validatorUrl: null,
         displayRequestDuration: true,
         presets: [window.SwaggerUIBundle.presets.apis],
         layout: "BaseLayout",
