@@ -21,6 +21,7 @@ run, one worker:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
+from typing import Any
+
+import orjson
+import redis.asyncio
+
+from service.models import MessageIn
+from service.store import SessionStore
 
 from .__main__ import (
     ACTIVE_WINDOW_MS,
@@ -44,10 +52,10 @@ from .__main__ import (
     spread,
 )
 from .fixed import FixedServer
-from .load import FIRST_PAGE, INGEST_FORMAT, LoadResult, ensure_wrk, ingest_script
+from .load import CONTENT, FIRST_PAGE, INGEST_FORMAT, LoadResult, ensure_wrk, ingest_script
 from .rounds import load_round, warm_up
 from .seed import seed_organised
-from .servers import BaselineServer, Managed, RedisServer, ServiceServer, wait_http
+from .servers import TOKEN, BaselineServer, Managed, RedisServer, ServiceServer, wait_http
 
 COUNTS_PATH = "/api/sessions/counts"
 # Where ``python -m bench.noevents`` is found: the checkout holding this bench.
@@ -100,7 +108,7 @@ class LiveRun:
     not_modified_vs_page: list[float] = field(default_factory=list)
     counts_rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    feed: object | None = None
+    feed: FeedResult | None = None
 
     @property
     def round_seconds(self) -> float:
@@ -246,6 +254,259 @@ class LiveRun:
                 running.stop()
 
 
+# The feed row (issue 20): subscribers, writes a second, and seconds of writes.
+FEED_SUBSCRIBERS = 1000
+FEED_RATE = 2000
+FEED_SECONDS = 10.0
+FEED_SESSIONS = 1000
+# Every this many subscribers, one notes each event's arrival.
+SAMPLE_EVERY = 100
+# Seconds the subscribers go on reading after the last write was answered.
+FEED_TAIL = 2.0
+FEED_LATENCY_MS = 50.0
+FEED_THROUGHPUT = 0.8
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(len(ordered) * fraction + 0.5) - 1))]
+
+
+@dataclass
+class FeedResult:
+    subscribers: int
+    rate: int
+    seconds: float
+    narrow: bool = False
+    # Each sampled arrival of an acknowledged write's event, less its acknowledgement.
+    latencies_ms: list[float] = field(default_factory=list)
+    writes: int = 0
+    write_statuses: dict[str, int] = field(default_factory=dict)
+    write_late_p99_ms: float = 0.0
+    sampled: int = 0
+    # The sampled subscribers' arrivals there should be.
+    expected: int = 0
+    # Cores the service and the subscribers' process used while the writes went on.
+    service_cores: float = 0.0
+    subscriber_cores: float = 0.0
+    # Events each subscriber got, fewest and most.
+    events_min: int = 0
+    events_max: int = 0
+    ended_early: int = 0
+    connected: int = 0
+    megabytes: float = 0.0
+    # Closed-loop single ingest without and with the subscribers open, round by round.
+    without: list[LoadResult] = field(default_factory=list)
+    with_subscribers: list[LoadResult] = field(default_factory=list)
+    # Subscribers the service dropped during each with-round.
+    dropped: list[int] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        """Sampled arrivals of acknowledged writes against what every sampled subscriber
+        should have got."""
+        return len(self.latencies_ms) / self.expected if self.expected else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile([max(0.0, v) for v in self.latencies_ms], 0.99)
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile([max(0.0, v) for v in self.latencies_ms], 0.50)
+
+    @property
+    def throughput_ratios(self) -> list[float]:
+        pairs = zip(self.with_subscribers, self.without, strict=True)
+        return [w.requests_per_second / o.requests_per_second for w, o in pairs]
+
+
+class Subscribers:
+    """The subscriber process (bench/feed_load.py), ready once every stream is open."""
+
+    def __init__(self, url: str, count: int, out: Path, narrow: bool) -> None:
+        self.out = out
+        args = {
+            "url": url,
+            "token": TOKEN,
+            "subscribers": count,
+            "sample_every": SAMPLE_EVERY,
+            "narrow": narrow,
+            "sessions": FEED_SESSIONS,
+            "out": str(out),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.feed_load", "subscribe", orjson.dumps(args).decode()],
+            cwd=BENCH_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if line.strip() != b"ready":
+            self.stop()
+            raise RuntimeError(f"the subscribers did not all connect: {line!r}")
+
+    def cpu_seconds(self) -> float:
+        probe = Managed()
+        probe.process = self.process
+        return probe.cpu_seconds()
+
+    def finish(self) -> dict[str, Any]:
+        """Tell them to stop; their findings."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"stop\n")
+        self.process.stdin.flush()
+        self.process.wait(FEED_GUARD)
+        findings: dict[str, Any] = orjson.loads(self.out.read_bytes())
+        return findings
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+# A guard against a hang; never part of a figure.
+FEED_GUARD = 120.0
+
+
+async def feed_sessions(url: str, sessions: int) -> None:
+    """One message in each session the feed's writes go to, so that they exist."""
+    client = redis.asyncio.Redis.from_url(url)
+    store = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS)
+    try:
+        items = [
+            (f"feed{n}", MessageIn(f"first-{n}", "user", CONTENT, 1_700_000_000_000, None, "web"))
+            for n in range(sessions)
+        ]
+        await store.add_messages(NAMESPACE, items, now=0)
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
+def feed_row(
+    run: LiveRun,
+    subscribers: int = FEED_SUBSCRIBERS,
+    rate: int = FEED_RATE,
+    seconds: float = FEED_SECONDS,
+    narrow: bool = False,
+) -> FeedResult:
+    """The latency phase, then the throughput rounds (without, then with the subscribers
+    open, in turns). ``narrow``: each subscriber asks for one session's events."""
+    directory = run.workdir / "feed"
+    result = FeedResult(subscribers, rate, seconds, narrow)
+    started: list[Managed] = []
+    try:
+        redis_server = RedisServer(directory / "redis").start()
+        started.append(redis_server)
+        asyncio.run(feed_sessions(redis_server.url, FEED_SESSIONS))
+        service = ServiceServer(redis_server.url, directory / "service").start()
+        started.append(service)
+        first = INGEST_FORMAT % 0
+        if run.warm:
+            warm_up(run.wrk, service.url + first, AUTH, ingest_script("warm"), INGEST_FORMAT)
+        listening = Subscribers(service.url, subscribers, directory / "subscribers.json", narrow)
+        service_cpu, listening_cpu, began = service.cpu_seconds(), listening.cpu_seconds(), 0.0
+        try:
+            began = time.monotonic()
+            args = {
+                "url": service.url,
+                "token": TOKEN,
+                "rate": rate,
+                "seconds": seconds,
+                "sessions": FEED_SESSIONS,
+                "label": f"w{time.time_ns()}",
+                "out": str(directory / "writes.json"),
+            }
+            subprocess.run(
+                [sys.executable, "-m", "bench.feed_load", "write", orjson.dumps(args).decode()],
+                cwd=BENCH_ROOT, check=True, timeout=seconds + FEED_GUARD,
+            )  # fmt: skip
+            time.sleep(FEED_TAIL)
+            elapsed = time.monotonic() - began
+            result.service_cores = (service.cpu_seconds() - service_cpu) / elapsed
+            result.subscriber_cores = (listening.cpu_seconds() - listening_cpu) / elapsed
+            heard = listening.finish()
+        finally:
+            listening.stop()
+        written = orjson.loads((directory / "writes.json").read_bytes())
+        acks: dict[str, float] = written["acks"]
+        result.writes = len(acks)
+        result.write_statuses = written["statuses"]
+        result.write_late_p99_ms = written["late_p99_ms"]
+        result.sampled = len(heard["arrivals"])
+        # Each sampled subscriber should hear every write to the sessions it follows.
+        numbers = [int(message_id.rpartition("-")[2]) for message_id in acks]
+        for subscriber in heard["sampled_numbers"]:
+            if narrow:
+                own = subscriber % FEED_SESSIONS
+                result.expected += sum(n % FEED_SESSIONS == own for n in numbers)
+            else:
+                result.expected += len(numbers)
+        for arrivals in heard["arrivals"]:
+            for message_id, arrived in arrivals:
+                if message_id in acks:
+                    result.latencies_ms.append((arrived - acks[message_id]) * 1000)
+        result.events_min, result.events_max = min(heard["events"]), max(heard["events"])
+        result.ended_early = heard["ended_early"]
+        result.connected = heard["connected"]
+        result.megabytes = heard["bytes"] / 1e6
+        for number in range(run.rounds):
+            script = ingest_script(f"r{number}-")
+            result.without.append(run.round(service.url + first, service, AUTH, script))
+            listening = Subscribers(service.url, subscribers, directory / "round.json", narrow)
+            try:
+                result.with_subscribers.append(
+                    run.round(service.url + first, service, AUTH, script)
+                )
+                result.dropped.append(listening.finish()["ended_early"])
+            finally:
+                listening.stop()
+    finally:
+        for running in reversed(started):
+            running.stop()
+    run.feed = result
+    return result
+
+
+def feed_report(result: FeedResult) -> list[str]:
+    lines = [
+        "",
+        f"Feed: {result.subscribers:,} subscribers of GET /api/events in one namespace "
+        f"({'each narrowed to one session by ?session_id=' if result.narrow else 'whole'}), "
+        f"one worker, {result.rate:,} single-message writes a second for "
+        f"{result.seconds:g} s over {FEED_SESSIONS:,} sessions; every {SAMPLE_EVERY}th "
+        f"subscriber ({result.sampled}) notes each event's arrival.",
+        "",
+        "| feed | figure |",
+        "|---|---:|",
+        f"| writes acknowledged (statuses) | {result.writes:,} ({result.write_statuses}) |",
+        f"| writes sent late, p99 ms (the writer's own lag) | {result.write_late_p99_ms:.1f} |",
+        f"| subscribers connected / dropped by the service | {result.connected:,} / "
+        f"{result.ended_early:,} |",
+        f"| events per subscriber, fewest-most | {result.events_min:,}-{result.events_max:,} |",
+        f"| MB sent to the subscribers | {result.megabytes:,.0f} |",
+        f"| cores busy while writing: service / subscribers' process | "
+        f"{result.service_cores:.2f} / {result.subscriber_cores:.2f} |",
+        f"| sampled arrivals of acknowledged writes / expected | {result.coverage:.3f} |",
+        f"| ack to arrival p50 ms | {result.p50_ms:.1f} |",
+        f"| ack to arrival p99 ms | {result.p99_ms:.1f} |",
+        f"| arrivals before their ack | "
+        f"{sum(v < 0 for v in result.latencies_ms):,} of {len(result.latencies_ms):,} |",
+    ]
+    without = [r.requests_per_second for r in result.without]
+    with_open = [r.requests_per_second for r in result.with_subscribers]
+    if without and with_open:
+        lines += [
+            f"| single ingest req/s, closed loop, no subscriber (rounds) | {spread(without, 0)} |",
+            f"| single ingest req/s with the subscribers open (rounds) | {spread(with_open, 0)} |",
+            f"| subscribers dropped during each with-round | {result.dropped} |",
+        ]
+    return lines
+
+
 def verdict(met: bool) -> str:
     return "yes" if met else "no"
 
@@ -295,6 +556,25 @@ def report(run: LiveRun) -> str:
                 f"{smallest.sessions:,} | {median(ratios):.2f} "
                 f"| {verdict(median(ratios) <= COUNTS_FLAT)} |"
             )
+    feed = run.feed
+    if isinstance(feed, FeedResult):
+        complete = feed.ended_early == 0 and feed.coverage >= 0.999
+        lines.append(
+            f"| feed: write ack to event arrival p99 ≤ {FEED_LATENCY_MS:g} ms "
+            f"({feed.subscribers:,} {'narrowed ' if feed.narrow else ''}subscribers, "
+            f"{feed.rate:,} writes/s; every event "
+            f"delivered: {verdict(complete)}) | {feed.p99_ms:.1f} ms "
+            f"| {verdict(feed.p99_ms <= FEED_LATENCY_MS and complete)} |"
+        )
+        if feed.throughput_ratios:
+            ratio = median(feed.throughput_ratios)
+            lines.append(
+                f"| feed: writes' req/s with subscribers ≥ {FEED_THROUGHPUT:g} x without "
+                f"(rounds {spread(feed.throughput_ratios)}; subscribers dropped "
+                f"{sum(feed.dropped):,}) | {ratio:.2f} "
+                f"| {verdict(ratio >= FEED_THROUGHPUT and not any(feed.dropped))} |"
+            )
+        lines += feed_report(feed)
     every = [r for row in [*run.rows, *run.counts_rows] for r in row.rounds]
     errors = sum(result.errors for result in every)
     tools = sorted({result.tool for result in every})
@@ -307,14 +587,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sizes", default="1000,1000000", help="of the counts row")
     parser.add_argument("--seconds", type=float, default=9.0, help="per case, over all rounds")
     parser.add_argument("--quick", action="store_true", help="1 k and 10 k sessions")
+    parser.add_argument("--subscribers", type=int, default=FEED_SUBSCRIBERS)
+    parser.add_argument("--rate", type=int, default=FEED_RATE, help="the feed's writes a second")
+    parser.add_argument("--feed-seconds", type=float, default=FEED_SECONDS)
+    parser.add_argument("--feed-only", action="store_true", help="the feed row alone")
+    parser.add_argument(
+        "--narrow", action="store_true", help="each subscriber follows one session (?session_id=)"
+    )
+    parser.add_argument("--no-feed", action="store_true", help="every row but the feed's")
     args = parser.parse_args(argv)
     sizes = [1000, 10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="chatsessions-bench-live-"))
     run = LiveRun(args.seconds, workdir)
     try:
-        run.event_cost()
-        run.not_modified()
-        run.counts(sizes)
+        if not args.feed_only:
+            run.event_cost()
+            run.not_modified()
+            run.counts(sizes)
+        if not args.no_feed:
+            feed_row(run, args.subscribers, args.rate, args.feed_seconds, args.narrow)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(report(run))

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from lupa.lua51 import LuaRuntime
 from redis.asyncio import Redis
 
-from bench import flood, live, noevents, organise, transfer
+from bench import feed_load, flood, live, noevents, organise, transfer
 from bench.__main__ import (
     DISTINCT_PAGES,
     PAGE_CLIENTS,
@@ -404,3 +404,54 @@ def test_the_scripts_variant_leaves_out_only_the_event(monkeypatch: pytest.Monke
     without = scripts.assembled(scripts._source("ingest.lua"))
     assert without.count(noevents.SILENT) == 1
     assert without.replace(noevents.SILENT, "") == with_events
+
+
+def test_a_subscriber_counts_events_and_notes_message_ids_across_chunks() -> None:
+    frames = b"".join(
+        b'id: 17-%d\nevent: session.updated\ndata: {"session":{"id":"feed1"},'
+        b'"message":{"id":"w-%d","role":"user"}}\n\n' % (n, n)
+        for n in range(3)
+    )
+    frames += b": heartbeat\n\n"
+    frames += b'id: 18-0\nevent: session.deleted\ndata: {"session":{"id":"x"}}\n\n'
+    sampled, plain = feed_load.Stream(sampled=True), feed_load.Stream(sampled=False)
+    # Cut anywhere, even inside a message id: each event is counted once, when whole.
+    for stream in (sampled, plain):
+        for n, start in enumerate(range(0, len(frames), 7)):
+            stream.take(frames[start : start + 7], float(n))
+    assert sampled.events == plain.events == 4
+    assert sampled.received == len(frames)
+    assert [message_id for message_id, _ in sampled.arrivals] == ["w-0", "w-1", "w-2"]
+    assert plain.arrivals == []
+    # The time noted is the chunk's that completed the event.
+    cut = frames.index(b"\n\n") + 2
+    assert sampled.arrivals[0][1] == (cut - 1) // 7
+
+
+@pytest.mark.real
+def test_the_feed_row_joins_each_write_to_its_event(tmp_path: Path) -> None:
+    run = live.LiveRun(1.0, tmp_path, rounds=1, warm=False)
+    result = live.feed_row(run, subscribers=20, rate=100, seconds=1.0)
+    assert (result.connected, result.ended_early) == (20, 0)
+    assert result.writes == 100 and result.write_statuses == {"201": 100}
+    # Every subscriber got every write's event; the sampled one noted each against its ack.
+    assert result.events_min == result.events_max == 100
+    assert result.sampled == 1 and len(result.latencies_ms) == 100
+    assert result.coverage == 1.0
+    assert len(result.without) == len(result.with_subscribers) == len(result.dropped) == 1
+    assert result.without[0].errors == result.with_subscribers[0].errors == 0
+    table = live.report(run)
+    assert "| feed: write ack to event arrival p99 ≤ 50 ms (20 subscribers, 100 writes/s" in table
+    assert "| feed: writes' req/s with subscribers ≥ 0.8 x without" in table
+
+
+@pytest.mark.real
+def test_narrowed_subscribers_hear_only_their_own_session(tmp_path: Path) -> None:
+    run = live.LiveRun(1.0, tmp_path, rounds=1, warm=False)
+    # 20 subscribers, each following one of the writes' 1,000 sessions: 100 writes go to
+    # sessions 0-99, so each subscriber hears exactly one event.
+    result = live.feed_row(run, subscribers=20, rate=100, seconds=1.0, narrow=True)
+    assert result.writes == 100 and result.ended_early == 0
+    assert result.events_min == result.events_max == 1
+    assert result.expected == 1 and len(result.latencies_ms) == 1 and result.coverage == 1.0
+    assert "(20 narrowed subscribers, 100 writes/s" in live.report(run)
