@@ -67,5 +67,6 @@ def setup_routes(app: web.Application) -> None:
     add("POST", SESSION + "/read", handlers.mark_read, WRITE)
     add("GET", "/api/export", admitted(export_handlers.export_namespace), READ)
     setup_console(app)
-    # Last: whatever no route above takes.
-    app.router.add_route("*", "/{path:.*}", edge(app, unmatched, UNMATCHED))
+    # Last: whatever no route above takes (a percent-encoded newline too, which '.' would
+    # leave to aiohttp's plain-text 404).
+    app.router.add_route("*", r"/{path:[\s\S]*}", edge(app, unmatched, UNMATCHED))

@@ -301,3 +301,8 @@ async def test_whoami_names_the_token(api: Api) -> None:
     assert me["namespace"] == "other" and me["name"] == "other"
     status, _ = await api.call("GET", "/api/whoami", token=None)
     assert status == 401
+
+
+async def test_an_unknown_path_with_a_newline_answers_json(api: Api) -> None:
+    status, body = await api.call("GET", "/nothing%0Ahere")
+    assert status == 404 and "detail" in body

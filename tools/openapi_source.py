@@ -565,6 +565,119 @@ def ok(code: str, description: str, schema: dict[str, Any] | None = None) -> dic
     return {code: response}
 
 
+# The browser's routes (service/console.py): no token, their own security headers.
+BROWSER_PATHS: dict[str, Any] = {
+    "/": {
+        "get": {
+            "summary": "Goes to the operator console.",
+            "security": [],
+            "responses": {
+                "302": {
+                    "description": "To console/ (relative, so that a path prefix is kept).",
+                    "headers": {"Location": {"schema": {"type": "string", "const": "console/"}}},
+                }
+            },
+        }
+    },
+    "/console": {
+        "get": {
+            "summary": "Goes to the operator console (with its trailing slash).",
+            "security": [],
+            "responses": {
+                "301": {
+                    "description": "To console/.",
+                    "headers": {"Location": {"schema": {"type": "string", "const": "console/"}}},
+                }
+            },
+        }
+    },
+    "/console/{path}": {
+        "get": {
+            "summary": "The operator console: its page (an empty path) and its files, served from the package. No token is needed to load them; the console asks for one and sends it to /api itself.",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "A file of the console, such as app.js; empty for the page.",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file, with a Content-Security-Policy that allows scripts and styles from this origin only, frame-ancestors 'none', X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer.",
+                    "content": {
+                        "text/html": {"schema": {"type": "string"}},
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "image/svg+xml": {"schema": {"type": "string"}},
+                    },
+                },
+                "304": {
+                    "description": "The file is unchanged since the ETag sent in If-None-Match."
+                },
+                "404": {
+                    "description": "No such file of the console.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        }
+    },
+    "/docs": {
+        "get": {
+            "summary": "This document rendered for people (Swagger UI, served from the swagger-ui-py package). Trying a request asks for a token.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "The page.",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "Unchanged since the ETag sent in If-None-Match."},
+            },
+        }
+    },
+    "/docs/{path}": {
+        "get": {
+            "summary": "What /docs loads: openapi.json (this document, without a token), Swagger UI's files under swagger/, and the page's own script and style.",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "path",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "openapi.json, docs.js, docs.css, or swagger/<file>; empty redirects to /docs.",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "text/plain": {"schema": {"type": "string"}},
+                    },
+                },
+                "301": {
+                    "description": "docs/ goes to ../docs.",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "Unchanged since the ETag sent in If-None-Match."},
+                "404": {
+                    "description": "No such file.",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        }
+    },
+}
+
 PATHS: dict[str, Any] = {
     "/api/sessions": {
         "get": operation(
@@ -970,7 +1083,7 @@ DOCUMENT = {
     },
     "servers": [{"url": "http://localhost:8000"}],
     "security": [{"bearer": []}],
-    "paths": PATHS,
+    "paths": {**PATHS, **BROWSER_PATHS},
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": SCHEMAS,
