@@ -24,6 +24,7 @@ from .appkeys import (
 )
 from .auth import TokenRegistry
 from .connections import open_redis
+from .edge import allow_origin
 from .feed_handlers import end_streams, feed_context
 from .logs import FLUSH_INTERVAL, AccessLog, flush_logs
 from .metrics import Metrics
@@ -35,6 +36,7 @@ from .store import (
     SessionStore,
     migrate_legacy_cards,
 )
+from .sweeper import sweeper_context
 from .webhooks import Webhooks
 
 log = logging.getLogger("chatsessions")
@@ -189,8 +191,11 @@ def create_app(settings: Settings, redis_client: RedisClient | None = None) -> w
     if settings.rate_limit > 0:
         app[RATE_LIMITER] = RateLimiter(settings.rate_limit)
     setup_routes(app)
+    if settings.cors_origins:
+        app.on_response_prepare.append(allow_origin)
     app.cleanup_ctx.append(flusher)
     app.cleanup_ctx.append(redis_context(redis_client))
+    app.cleanup_ctx.append(sweeper_context(redis_client))
     app.cleanup_ctx.append(webhooks_context(redis_client))
     app.cleanup_ctx.append(feed_context)
     app.on_shutdown.append(end_streams)

@@ -114,7 +114,21 @@ def error_answer(request: web.Request, error: Exception) -> web.Response:
 
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-CORS_HEADERS = "Authorization, Content-Type"
+CORS_HEADERS = "Authorization, Content-Type, If-None-Match, Last-Event-ID"
+CORS_EXPOSED = "Retry-After, ETag"
+
+
+async def allow_origin(request: web.Request, response: web.StreamResponse) -> None:
+    """An allowed origin's answer says so, set as its headers are sent: a stream (the
+    feed, an export) sends them before its handler returns."""
+    origin = request.headers.get("Origin")
+    origins = request.app[SETTINGS].cors_origins
+    if origin is None or not (origin in origins or "*" in origins):
+        return
+    if "Access-Control-Allow-Origin" not in response.headers:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        response.headers.add("Vary", "Origin")
 
 
 def preflight_answer(origin: str, allowed: bool) -> web.Response:
@@ -195,11 +209,6 @@ def edge(app: web.Application, handler: Handler, route: str, scope: str | None =
                     if isinstance(error, web.HTTPException) and error.status < 400:
                         raise
                     response = error_answer(request, error)
-                if allowed:
-                    assert origin is not None
-                    response.headers["Access-Control-Allow-Origin"] = origin
-                    response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-                    response.headers.add("Vary", "Origin")
             status = response.status
             return response
         except web.HTTPException as error:

@@ -66,13 +66,35 @@ async def test_answers_and_errors_carry_cors_headers_for_an_allowed_origin(
     assert refused.status == 401
     for response in (listed, refused):
         assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-        assert response.headers["Access-Control-Expose-Headers"] == "Retry-After"
+        assert response.headers["Access-Control-Expose-Headers"] == "Retry-After, ETag"
         assert response.headers["Vary"] == "Origin"
     stranger = await cors_client.get(
         "/api/sessions", headers={"Origin": "https://evil.example", **tokens.header("admin")}
     )
     assert stranger.status == 200
     assert "Access-Control-Allow-Origin" not in stranger.headers
+
+
+async def test_streams_carry_cors_headers_for_an_allowed_origin(
+    cors_client: TestClient[Any, Any], tokens: Tokens
+) -> None:
+    """The feed and an export send their headers before their handler returns."""
+    headers = {"Origin": ORIGIN, **tokens.header("admin")}
+    async with cors_client.get("/api/events", headers=headers) as feed:
+        assert feed.status == 200
+        assert feed.headers["Access-Control-Allow-Origin"] == ORIGIN
+    exported = await cors_client.get("/api/export", headers=headers)
+    assert exported.status == 200
+    assert exported.headers["Access-Control-Allow-Origin"] == ORIGIN
+    preflight = await cors_client.options(
+        "/api/events",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, last-event-id",
+        },
+    )
+    assert "Last-Event-ID" in preflight.headers["Access-Control-Allow-Headers"]
 
 
 async def test_without_cors_origins_no_cors_headers_are_sent(api: Any, tokens: Tokens) -> None:

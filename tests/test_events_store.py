@@ -11,7 +11,7 @@ import pytest
 
 from service.importers.records import MessageRecord, SessionRecord
 from service.models import MessageIn, format_time
-from service.store import SessionNotFound, SessionStore
+from service.store import PAGE_BYTES, SessionNotFound, SessionStore
 from service.store.events import FIRST, InvalidEventId, event_id
 from service.store.types import RedisClient
 
@@ -230,3 +230,19 @@ def test_malformed_event_ids_are_refused(text: str) -> None:
 def test_event_ids_parse() -> None:
     assert event_id("0") == FIRST
     assert event_id(" 1705315500000-3 ") == "1705315500000-3"
+
+
+async def test_replay_pages_are_bounded_in_bytes(store: SessionStore) -> None:
+    big = "x" * (60 * 1024)
+    for n in range(10):
+        await store.add_message("default", "s", message(f"m{n}", content=big), now=NOW)
+    page = await store.replay("default", FIRST, limit=100, now=NOW)
+    # Each event holds the message twice over (its item's title and the message).
+    assert 1 <= len(page.events) < 10
+    assert sum(len(e.data) for e in page.events) < 2 * PAGE_BYTES
+    seen = [e.id for e in page.events]
+    while len(seen) < 10:
+        more = await store.replay("default", seen[-1], limit=100, now=NOW)
+        assert more.events
+        seen += [e.id for e in more.events]
+    assert len(set(seen)) == 10

@@ -929,11 +929,12 @@ class SessionStore:
         )
 
     async def replay(self, namespace: str, after: str, *, limit: int, now: int) -> Replay:
-        """Up to ``limit`` events after the event id ``after`` (events.FIRST for every
-        event kept), or a reset when that position is no longer kept."""
+        """Up to ``limit`` events and PAGE_BYTES of them (one at least) after the event id
+        ``after`` (events.FIRST for every event kept), or a reset when that position is
+        no longer kept."""
         keys = keys_of(namespace)
         reset, newest, *rest = await self._transport.call(
-            lambda: self._transport.script(self._replay, [keys.events], [after, limit])
+            lambda: self._transport.script(self._replay, [keys.events], [after, limit, PAGE_BYTES])
         )
         cutoff = now - self._active_window_ms
         events = events_of(rest[0], cutoff) if rest else []
