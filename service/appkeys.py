@@ -31,5 +31,8 @@ ROUTE_SCOPES = web.AppKey("route_scopes", dict[AbstractRoute, str])
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 # The webhooks' retry and lease timing, when not the default (tests make it short).
 WEBHOOK_TIMING = web.AppKey("webhook_timing", Timing)
+# Seconds between the retention sweeps (service/sweeper.py), when not the default
+# (tests make it short).
+SWEEP_INTERVAL = web.AppKey("sweep_interval", float)
 
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -36,6 +36,7 @@ from .settings import (
 )
 from .startup import StartupError, replace_generated_token
 from .store import InvariantChecker, migrate_legacy_cards
+from .sweeper import run_sweep, sweep_plan
 from .transfer import run_export, run_import
 from .workers import Supervisor
 
@@ -331,6 +332,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         return run_import(url, settings, args.import_kind, args.source, args.namespace)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Delete now the sessions retention would delete (service/sweeper.py); with
+    --dry-run, list them instead."""
+    settings = load_settings(args.config)
+    plan = sweep_plan(settings, list(args.namespace or []), args.days)
+    if not plan:
+        return 0
+    with redis_for_command(settings, args.redis_url) as url:
+        return run_sweep(url, settings, plan, args.dry_run)
+
+
 CONFIG_HELP = "TOML config file (default: $CHATSESSIONS_CONFIG, else none)"
 REDIS_URL_HELP = (
     "Redis to work on (default: the configured redis_url, else the embedded redis-server "
@@ -419,6 +431,34 @@ def build_parser() -> argparse.ArgumentParser:
         "file", nargs="?", metavar="FILE", help="where to write it; - or none: standard output"
     )
     export.set_defaults(run=cmd_export)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="delete now the sessions retention would delete, or list them",
+        description="Delete the sessions inactive for more than their namespace's "
+        "retention_days (pinned sessions stay), as the background sweep does, now. Safe "
+        "while serve runs. With retention off and no --days, it says so and does nothing.",
+    )
+    add_redis_options(sweep)
+    sweep.add_argument(
+        "--namespace",
+        action="append",
+        help="namespace to sweep, repeatable (default: the configured ones: default_namespace, "
+        "the tokens' and retention_days_by_namespace's)",
+    )
+    sweep.add_argument(
+        "--days",
+        type=int,
+        metavar="N",
+        help="sweep sessions inactive for more than N days instead of the configured "
+        "retention_days",
+    )
+    sweep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="delete nothing: list the ids that would go, one per line, and their count",
+    )
+    sweep.set_defaults(run=cmd_sweep)
 
     imports = commands.add_parser(
         "import",
