@@ -6,25 +6,40 @@ redis-server."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
+import pty
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from fakeredis.aioredis import FakeRedis
+from fault_proxy import LOADING, FaultProxy, both, named, touching
 from redis.asyncio import Redis
 
 from service.app import create_app
 from service.appkeys import SWEEP_INTERVAL
+from service.cli import main
 from service.metrics import Metrics
-from service.models import format_time, now_ms
+from service.models import MessageIn, format_time, now_ms
 from service.settings import Settings
-from service.store import InvariantChecker, RedisClient, SessionStore
+from service.store import (
+    InvariantChecker,
+    RedisClient,
+    SessionChange,
+    SessionNotFound,
+    SessionStore,
+)
 from service.store.events import FIRST
 from service.store.keys import keys_of
+from service.store.scripts import script_text
 from service.store.sweep_lease import SweepLease, sweep_lease_key
 from service.sweeper import DAY_MS, Sweeper, configured_namespaces, stopped, swept_namespaces
 
@@ -431,3 +446,247 @@ async def bulk_old(api: Api, prefix: str, n: int, token: str) -> None:
     ]
     status, _ = await api.call("POST", "/api/messages", json={"messages": messages}, token=token)
     assert status == 200
+
+
+# --- outages and shutdown (real redis-server behind the fault proxy) -----------------------
+
+
+async def seed_store(store: SessionStore) -> None:
+    """The same sessions as :func:`seed`, written through the store."""
+    now = now_ms()
+
+    async def message(namespace: str, session_id: str, days: float, channel: str) -> None:
+        when = now - int(days * DAY_MS)
+        sent = MessageIn("m", "user", "x", when, None, channel)
+        await store.add_message(namespace, session_id, sent, now=now)
+
+    for session_id, days in [("old", 40), ("old-2", 31), ("recent", 1), ("edge", 29.5)]:
+        await message("default", session_id, days, "web")
+    for session_id in ("pinned-old", "archived-old", "archived-pinned-old"):
+        await message("default", session_id, 90, "slack")
+    await message("other", "o-1", 90, "web")
+    for session_id, change in [
+        ("pinned-old", SessionChange(pinned=True)),
+        ("archived-old", SessionChange(archived=True)),
+        ("archived-pinned-old", SessionChange(archived=True, pinned=True)),
+    ]:
+        await store.update_session("default", session_id, change, now=now)
+
+
+async def present(store: SessionStore, namespace: str = "default") -> list[str]:
+    found = []
+    for session_id in [*GONE, *KEPT, "o-1"]:
+        try:
+            await store.get_session(namespace, session_id, now=now_ms())
+        except SessionNotFound:
+            continue
+        found.append(session_id)
+    return sorted(found)
+
+
+@pytest.fixture
+async def proxied(fault_proxy: FaultProxy) -> AsyncIterator[tuple[SessionStore, SweepLease]]:
+    """A store and a lease reaching the run's redis-server through the fault proxy."""
+    client = Redis.from_url(fault_proxy.url)
+    store = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS, timeout=5.0)
+    lease = SweepLease(client, 5.0)
+    yield store, lease
+    await lease.aclose()
+    await store.aclose()
+    await client.aclose()
+
+
+@pytest.mark.real
+async def test_a_redis_outage_is_logged_and_the_sweep_runs_again(
+    fault_proxy: FaultProxy,
+    proxied: tuple[SessionStore, SweepLease],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chatsessions.sweeper")
+    store, lease = proxied
+    await seed_store(store)
+    metrics = Metrics()
+    fault_proxy.refuse(LOADING)
+    running = sweeper(store, lease, metrics)
+    task = asyncio.create_task(running.run())
+    try:
+
+        async def warned_twice() -> bool:
+            return sum("Redis cannot answer" in r.getMessage() for r in caplog.records) >= 2
+
+        await until(warned_twice, "two sweeps met the outage")
+        assert not task.done()
+        assert "LOADING" in caplog.text
+        fault_proxy.clear()
+
+        async def swept() -> bool:
+            return await present(store) == sorted(KEPT)
+
+        await until(swept, "the sweep after the outage deleted the old sessions")
+    finally:
+        await stopped(task)
+    assert metrics.counts.counters["sessions_swept"] == len(GONE)
+    assert "retention: deleted 3 sessions of namespace default" in caplog.text
+
+
+@pytest.mark.real
+async def test_a_sweep_stopped_midway_gives_its_lease_back(
+    fault_proxy: FaultProxy, proxied: tuple[SessionStore, SweepLease]
+) -> None:
+    store, lease = proxied
+    await seed_store(store)
+    sweep_sha = hashlib.sha1(script_text("sweep").encode()).hexdigest()
+    held = fault_proxy.hold(both(named("EVALSHA"), touching(sweep_sha)))
+    running = sweeper(store, lease)
+    task = asyncio.create_task(running.run())
+    try:
+
+        async def sweeping() -> bool:
+            return held.fired > 0 and await lease.holder("default") == running.owner
+
+        await until(sweeping, "a sweep step is under way")
+        await stopped(task)
+        assert await lease.holder("default") is None
+    finally:
+        fault_proxy.release()
+        await stopped(task)
+
+
+# --- chatsessions sweep --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def real_store(redis_server: RedisProcess) -> AsyncIterator[SessionStore]:
+    """A store on the run's redis-server, flushed first."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    opened = SessionStore(client, active_window_ms=ACTIVE_WINDOW_MS)
+    yield opened
+    await opened.aclose()
+    await client.aclose()
+
+
+async def sweep_command(*args: str) -> int:
+    # main() runs its own event loop, so it goes to a thread of its own.
+    return await asyncio.to_thread(main, ["sweep", *args])
+
+
+@pytest.mark.real
+async def test_sweep_command_lists_then_deletes(
+    redis_server: RedisProcess,
+    real_store: SessionStore,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    await seed_store(real_store)
+    client = Redis.from_url(redis_server.url)
+    try:
+        seen = await snapshot(client)
+        url = ("--redis-url", redis_server.url)
+        assert await sweep_command(*url, "--dry-run", "--days", str(RETENTION)) == 0
+        out = capsys.readouterr().out.splitlines()
+        # The ids, one a line, then the count (namespace other is not configured here).
+        assert sorted(out[:-1]) == sorted(GONE)
+        assert out[-1].startswith(
+            f"namespace default: 3 sessions would go, inactive for more than {RETENTION} days"
+        )
+        assert out[-1].endswith("; pinned sessions stay")
+        assert await snapshot(client) == seen
+        # Retention as configured: on for default, off for other.
+        config = tmp_path / "chatsessions.toml"
+        config.write_text(
+            f"retention_days = {RETENTION}\n[retention_days_by_namespace]\nother = 0\n"
+        )
+        assert await sweep_command(*url, "--config", str(config)) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == (
+            "namespace other: retention is off for it, nothing to sweep; --days N sweeps it anyway"
+        )
+        assert out[1].startswith("namespace default: deleted 3 sessions inactive for more than")
+        assert len(out) == 2
+        assert await present(real_store) == sorted(KEPT)
+        assert await present(real_store, "other") == ["o-1"]
+        report = await InvariantChecker(client).check("default")
+        assert report.ok, report.problems
+        # Again: nothing left to go.
+        assert await sweep_command(*url, "--config", str(config), "--namespace", "default") == 0
+        assert capsys.readouterr().out.startswith("namespace default: deleted 0 sessions")
+        # --days for a namespace whose retention is off.
+        assert await sweep_command(*url, "--namespace", "other", "--days", "60") == 0
+        assert capsys.readouterr().out.startswith("namespace other: deleted 1 session ")
+        assert await present(real_store, "other") == []
+    finally:
+        await client.aclose()
+
+
+def test_sweep_command_with_retention_off_does_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("CHATSESSIONS_"):
+            monkeypatch.delenv(name)
+    # No Redis listens there: the command must not need one.
+    assert main(["sweep", "--redis-url", "redis://127.0.0.1:1/0"]) == 0
+    assert capsys.readouterr().out == (
+        "namespace default: retention is off for it, nothing to sweep; --days N sweeps it anyway\n"
+    )
+    assert main(["sweep", "--redis-url", "redis://127.0.0.1:1/0", "--days", "0"]) == 2
+    assert "config error: --days" in capsys.readouterr().err
+    assert main(["sweep", "--redis-url", "redis://x", "--namespace", "Bad!", "--days", "1"]) == 2
+    assert "config error: --namespace" in capsys.readouterr().err
+
+
+def run_sweep_process(url: str, on_terminal: bool, *args: str) -> tuple[int, str]:
+    """`chatsessions sweep` as its own process, its output on a pseudo-terminal or a pipe."""
+    command = [sys.executable, "-m", "service", "sweep", "--redis-url", url, *args]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")},
+        "COLUMNS": "100",
+        "TERM": "xterm",
+    }
+    if not on_terminal:
+        done = subprocess.run(command, capture_output=True, env=env, timeout=60)
+        return done.returncode, done.stdout.decode()
+    main_end, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(command, stdout=terminal, stderr=subprocess.DEVNULL, env=env)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                piece = os.read(main_end, 65536)
+            except OSError:  # the terminal closed: the process has ended
+                break
+            if not piece:
+                break
+            shown += piece
+        return process.wait(timeout=60), shown.decode(errors="replace")
+    finally:
+        os.close(main_end)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "delete"])
+async def test_sweep_command_shows_progress_on_a_terminal_only(
+    redis_server: RedisProcess, real_store: SessionStore, dry_run: bool
+) -> None:
+    args = ["--days", str(RETENTION), *(["--dry-run"] if dry_run else [])]
+    summary = "3 sessions would go" if dry_run else "deleted 3 sessions"
+    await seed_store(real_store)
+    code, piped = await asyncio.to_thread(run_sweep_process, redis_server.url, False, *args)
+    assert code == 0
+    assert "\x1b[" not in piped
+    lines = piped.splitlines()
+    assert lines[-1].startswith(f"namespace default: {summary}")
+    assert sorted(lines[:-1]) == (sorted(GONE) if dry_run else [])
+    if not dry_run:
+        assert await present(real_store) == sorted(KEPT)
+        await seed_store(real_store)
+    code, shown = await asyncio.to_thread(run_sweep_process, redis_server.url, True, *args)
+    assert code == 0
+    # The bar drew itself with the terminal's control sequences; the pipe had none.
+    assert "\x1b[" in shown
+    assert f"namespace default: {summary}" in shown
+    if dry_run:
+        assert all(session_id in shown for session_id in GONE)
+    assert await present(real_store) == sorted(KEPT if not dry_run else [*GONE, *KEPT])
