@@ -24,6 +24,8 @@ script runs on one Redis Cluster slot and namespaces spread over the shards.
 ``cs:{ns}:version``             the id of the namespace's latest event
 ``cs:{ns}:layout``              the layout version its sessions were last brought to
 ``cs:{ns}:webhook:<name>:…``    a webhook's position and lease (:mod:`.webhook_state`)
+``cs:{ns}:sweep-lease``         the retention sweeper sweeping the namespace now
+                                (:mod:`.sweep_lease`)
 ``cs:readiness-probe``          written by /readyz, outside every namespace
 
 Releases before 0.2 kept a session as a string ``cs:{ns}:card:<id>`` and its metadata
