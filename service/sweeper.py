@@ -53,8 +53,9 @@ SWEEP_INTERVAL_SECONDS = 600.0
 # The first sweep comes within this many seconds of the start (or the interval, if
 # shorter), at a random moment, so that workers started together ask at different times.
 FIRST_SWEEP_WITHIN = 60.0
-# Seconds a sweep lease lasts unless renewed; at least three round-trip timeouts, so
-# that a renewal asked at a third of it ends, one way or the other, before it runs out.
+# Seconds a sweep lease lasts unless renewed; lease_length raises it to three round-trip
+# timeouts, so that a renewal asked at a third of it ends, one way or the other, before
+# the lease runs out.
 SWEEP_LEASE = 60.0
 # How often ``chatsessions sweep`` asks again for a lease a worker holds.
 LEASE_POLL = 1.0
@@ -444,7 +445,8 @@ async def sweep_when_free(
             return
         if not waiting:
             print(
-                f"namespace {namespace}: a serve worker is sweeping it now; waiting for it to end",
+                f"namespace {namespace}: another sweep (a serve worker's) holds its lease; "
+                "waiting for it to end",
                 file=sys.stderr,
             )
             waiting = True

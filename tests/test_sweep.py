@@ -690,3 +690,37 @@ async def test_sweep_command_shows_progress_on_a_terminal_only(
     if dry_run:
         assert all(session_id in shown for session_id in GONE)
     assert await present(real_store) == sorted(KEPT if not dry_run else [*GONE, *KEPT])
+
+
+@pytest.mark.real
+async def test_sweep_command_waits_for_a_workers_sweep(
+    redis_server: RedisProcess, real_store: SessionStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await seed_store(real_store)
+    client = Redis.from_url(redis_server.url)
+    lease = SweepLease(client, 5.0)
+    try:
+        assert await lease.acquire("default", "a worker", 60_000)
+        command = asyncio.create_task(
+            sweep_command("--redis-url", redis_server.url, "--days", str(RETENTION))
+        )
+        err = ""
+
+        async def waiting() -> bool:
+            nonlocal err
+            err += capsys.readouterr().err
+            return "holds its lease; waiting for it to end" in err
+
+        await until(waiting, "the command waits")
+        assert not command.done()
+        assert await present(real_store) == sorted([*GONE, *KEPT])
+        assert await lease.release("default", "a worker")
+        assert await command == 0
+        assert "namespace default: deleted 3 sessions" in capsys.readouterr().out
+        assert await present(real_store) == sorted(KEPT)
+        assert await lease.holder("default") is None
+    finally:
+        # A command still waiting goes on and ends.
+        await lease.release("default", "a worker")
+        await lease.aclose()
+        await client.aclose()
