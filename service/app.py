@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from importlib import resources
 
 from aiohttp import web
@@ -37,6 +37,7 @@ from .store import (
     migrate_legacy_cards,
 )
 from .sweeper import sweeper_context
+from .tasks import stopped
 from .webhooks import Webhooks
 
 log = logging.getLogger("chatsessions")
@@ -79,13 +80,6 @@ async def migrate_first_release(
         )
 
 
-async def cancelled(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait until it has ended."""
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
-
-
 def redis_context(
     client: RedisClient | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -116,7 +110,7 @@ def redis_context(
             # Serving does not wait for the move: a request may find a session still in
             # the old layout until it is done, as it could before the start.
             migration = asyncio.create_task(migrate_first_release(opened, settings))
-            stack.push_async_callback(cancelled, migration)
+            stack.push_async_callback(stopped, migration)
             yield
 
     return context

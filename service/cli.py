@@ -37,6 +37,7 @@ from .settings import (
 from .startup import StartupError, replace_generated_token
 from .store import InvariantChecker, migrate_legacy_cards
 from .sweeper import run_sweep, sweep_plan
+from .tasks import CANCEL_AGAIN_AFTER
 from .transfer import run_export, run_import
 from .workers import Supervisor
 
@@ -114,9 +115,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("stopped")
     flush_logs()
     return code
-
-
-CANCEL_AGAIN_AFTER = 0.1
 
 
 def prepare_interruptibly(settings: Settings) -> Settings:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from .models import now_ms
 from .store import SessionStore, StoreUnavailable
 from .store.events import FIRST, ChangeEvent
+from .tasks import stopped
 
 log = logging.getLogger("chatsessions")
 
@@ -281,10 +282,7 @@ class FeedHub:
     async def aclose(self) -> None:
         """End every subscriber and stop every reader."""
         self.end_streams()
-        tasks = [feed.task for feed in self._feeds.values() if feed.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stopped(*[feed.task for feed in self._feeds.values() if feed.task is not None])
 
     async def _run(self, feed: _Feed) -> None:
         try:

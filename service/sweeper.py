@@ -33,7 +33,6 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -45,6 +44,7 @@ from .progress import Bar, on_terminal, plural
 from .settings import NAMESPACE_PATTERN, ConfigError, Settings
 from .store import RedisClient, SessionStore, StoreUnavailable
 from .store.sweep_lease import SweepLease
+from .tasks import stopped
 
 log = logging.getLogger("chatsessions.sweeper")
 
@@ -59,8 +59,6 @@ FIRST_SWEEP_WITHIN = 60.0
 SWEEP_LEASE = 60.0
 # How often ``chatsessions sweep`` asks again for a lease a worker holds.
 LEASE_POLL = 1.0
-# Seconds between the cancellations of a task that has not ended yet.
-CANCEL_AGAIN_AFTER = 0.1
 DAY_MS = 86_400_000
 MAX_DAYS = 100 * 365
 # A run stopped by SIGINT exits as shells report a process ended by it.
@@ -103,16 +101,6 @@ def lease_length(settings: Settings) -> float:
 def new_owner() -> str:
     """A sweeper's name in a lease: its host and process, and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-async def stopped(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` until it has ended (redis-py can swallow a cancellation that
-    arrives mid-command); what it raised stays with it."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=CANCEL_AGAIN_AFTER)
-    if not task.cancelled():
-        task.exception()
 
 
 class Holding:

@@ -54,6 +54,7 @@ from .settings import Settings, WebhookConfig
 from .store import RedisClient, SessionStore, StoreUnavailable
 from .store.events import ChangeEvent
 from .store.webhook_state import WebhookState
+from .tasks import stopped
 
 log = logging.getLogger("chatsessions.webhooks")
 
@@ -67,8 +68,6 @@ WAIT_MS = 5_000
 # Pauses while Redis cannot answer: from the first, doubling up to the longest.
 OUTAGE_PAUSE_FIRST = 0.1
 OUTAGE_PAUSE_LONGEST = 5.0
-# Seconds between the cancellations of a stopping delivery task.
-STOP_CHECK = 0.1
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -416,12 +415,7 @@ class Webhooks:
             yield webhooks
 
     async def _stop(self, release_within: float) -> None:
-        # Cancelled again until each has ended: a cancellation can land where redis-py
-        # turns it into another error, after which a task may already wait on Redis again.
-        while pending := [task for task in self._tasks if not task.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=STOP_CHECK)
+        await stopped(*self._tasks)
         # A lease left behind would keep the other workers waiting until it runs out.
         for endpoint in self.endpoints:
             with suppress(StoreUnavailable, TimeoutError):

@@ -41,7 +41,8 @@ from service.store.events import FIRST
 from service.store.keys import keys_of
 from service.store.scripts import script_text
 from service.store.sweep_lease import SweepLease, sweep_lease_key
-from service.sweeper import DAY_MS, Sweeper, configured_namespaces, stopped, swept_namespaces
+from service.sweeper import DAY_MS, Sweeper, configured_namespaces, swept_namespaces
+from service.tasks import stopped
 
 from conftest import ACTIVE_WINDOW_MS, Api, quote, snapshot
 from redis_process import RedisProcess
@@ -417,10 +418,8 @@ async def test_two_workers_never_sweep_a_namespace_at_once(
             elif message.startswith(f"sweep of namespace {namespace} ends"):
                 assert owner_in(message) == holder
                 holder = None
-    # Both workers asked, and they met: one found a lease the other held, and passed.
-    asked = [m for m in messages if m.startswith("sweep of") or "holds its lease" in m]
-    assert len({owner_in(message) for message in asked}) == 2
-    assert any("another sweeper holds its lease" in message for message in messages)
+    # Which worker sweeps, and whether they meet, is up to timing: that a held lease
+    # keeps the other out is proved without it (test_a_held_lease_keeps_other_sweepers_out).
     assert await first.metric() + await second.metric() == 2 * 3 * 300
     await consistent(redis_client, "default", "other")
 
