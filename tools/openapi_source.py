@@ -566,116 +566,80 @@ def ok(code: str, description: str, schema: dict[str, Any] | None = None) -> dic
 
 
 # The browser's routes (service/console.py): no token, their own security headers.
+TEXT = {"schema": STRING}
+NOT_MODIFIED = {"description": "Unchanged since the ETag sent in If-None-Match."}
+
+
+def location(description: str, target: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if target is not None:
+        schema["const"] = target
+    return {"description": description, "headers": {"Location": {"schema": schema}}}
+
+
+def browser_page(summary: str, responses: dict[str, Any], path: str | None = None) -> Any:
+    get: dict[str, Any] = {"summary": summary, "security": [], "responses": responses}
+    if path is not None:
+        get["parameters"] = [
+            {"name": "path", "in": "path", "required": True, "schema": STRING, "description": path}
+        ]
+    return {"get": get}
+
+
+NO_FILE = {"description": "No such file.", **json_body(ref("Error"))}
 BROWSER_PATHS: dict[str, Any] = {
-    "/": {
-        "get": {
-            "summary": "Goes to the operator console.",
-            "security": [],
-            "responses": {
-                "302": {
-                    "description": "To console/ (relative, so that a path prefix is kept).",
-                    "headers": {"Location": {"schema": {"type": "string", "const": "console/"}}},
-                }
-            },
-        }
-    },
-    "/console": {
-        "get": {
-            "summary": "Goes to the operator console (with its trailing slash).",
-            "security": [],
-            "responses": {
-                "301": {
-                    "description": "To console/.",
-                    "headers": {"Location": {"schema": {"type": "string", "const": "console/"}}},
-                }
-            },
-        }
-    },
-    "/console/{path}": {
-        "get": {
-            "summary": "The operator console: its page (an empty path) and its files, served from the package. No token is needed to load them; the console asks for one and sends it to /api itself.",
-            "security": [],
-            "parameters": [
-                {
-                    "name": "path",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "A file of the console, such as app.js; empty for the page.",
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "The file, with a Content-Security-Policy that allows scripts and styles from this origin only, frame-ancestors 'none', X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer.",
-                    "content": {
-                        "text/html": {"schema": {"type": "string"}},
-                        "text/javascript": {"schema": {"type": "string"}},
-                        "text/css": {"schema": {"type": "string"}},
-                        "image/svg+xml": {"schema": {"type": "string"}},
-                    },
-                },
-                "304": {
-                    "description": "The file is unchanged since the ETag sent in If-None-Match."
-                },
-                "404": {
-                    "description": "No such file of the console.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
+    "/": browser_page(
+        "Goes to the operator console.",
+        {"302": location("To console/ (relative, so that a path prefix is kept).", "console/")},
+    ),
+    "/console": browser_page(
+        "Goes to the operator console (with its trailing slash).",
+        {"301": location("To console/.", "console/")},
+    ),
+    "/console/{path}": browser_page(
+        "The operator console: its page (an empty path) and its files, served from the "
+        "package. No token is needed to load them; the console asks for one and sends it "
+        "to /api itself.",
+        {
+            "200": {
+                "description": "The file, with a Content-Security-Policy that allows scripts "
+                "and styles from this origin only, frame-ancestors 'none', "
+                "X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer.",
+                "content": {
+                    kind: TEXT
+                    for kind in ("text/html", "text/javascript", "text/css", "image/svg+xml")
                 },
             },
-        }
-    },
-    "/docs": {
-        "get": {
-            "summary": "This document rendered for people (Swagger UI, served from the swagger-ui-py package). Trying a request asks for a token.",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "The page.",
-                    "content": {"text/html": {"schema": {"type": "string"}}},
-                },
-                "304": {"description": "Unchanged since the ETag sent in If-None-Match."},
-            },
-        }
-    },
-    "/docs/{path}": {
-        "get": {
-            "summary": "What /docs loads: openapi.json (this document, without a token), Swagger UI's files under swagger/, and the page's own script and style.",
-            "security": [],
-            "parameters": [
-                {
-                    "name": "path",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "openapi.json, docs.js, docs.css, or swagger/<file>; empty redirects to /docs.",
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "The file.",
-                    "content": {
-                        "application/json": {"schema": {"type": "object"}},
-                        "text/javascript": {"schema": {"type": "string"}},
-                        "text/css": {"schema": {"type": "string"}},
-                        "text/plain": {"schema": {"type": "string"}},
-                    },
-                },
-                "301": {
-                    "description": "docs/ goes to ../docs.",
-                    "headers": {"Location": {"schema": {"type": "string"}}},
-                },
-                "304": {"description": "Unchanged since the ETag sent in If-None-Match."},
-                "404": {
-                    "description": "No such file.",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
+            "304": NOT_MODIFIED,
+            "404": NO_FILE,
+        },
+        "A file of the console, such as app.js; empty for the page.",
+    ),
+    "/docs": browser_page(
+        "This document rendered for people (Swagger UI, served from the swagger-ui-py "
+        "package). Trying a request asks for a token.",
+        {
+            "200": {"description": "The page.", "content": {"text/html": TEXT}},
+            "304": NOT_MODIFIED,
+        },
+    ),
+    "/docs/{path}": browser_page(
+        "What /docs loads: openapi.json (this document, without a token), Swagger UI's "
+        "files under swagger/, and the page's own script and style.",
+        {
+            "200": {
+                "description": "The file.",
+                "content": {
+                    "application/json": {"schema": OBJECT},
+                    **{kind: TEXT for kind in ("text/javascript", "text/css", "text/plain")},
                 },
             },
-        }
-    },
+            "301": location("docs/ goes to ../docs."),
+            "304": NOT_MODIFIED,
+            "404": NO_FILE,
+        },
+        "openapi.json, docs.js, docs.css, or swagger/<file>; empty redirects to /docs.",
+    ),
 }
 
 PATHS: dict[str, Any] = {
