@@ -188,6 +188,7 @@ class SessionStore:
         self._scrub = register("scrub")
         self._sweep = register("sweep")
         self._pages = Coalescer(self._read_page)
+        self._versions = Coalescer(self._read_version)
         # Operation ids: unique across workers and replicas by a random prefix per store.
         self._operation_prefix = os.urandom(8).hex()
         self._operation_numbers = itertools.count()
@@ -867,8 +868,12 @@ class SessionStore:
         return MessagePage([message_of(m) for m in reply[1:]], next_cursor)
 
     async def version(self, namespace: str, *, now: int) -> str:
-        """The namespace's version (:func:`version_of`) as of ``now``, in one small round
-        trip."""
+        """The namespace's version (:func:`version_of`) as of ``now`` or later, in one
+        small round trip that overlapping reads of the namespace share
+        (:mod:`service.coalesce`), each reading Redis after it arrived."""
+        return await self._versions.read(namespace, now)
+
+    async def _read_version(self, namespace: str, now: int) -> str:
         keys = keys_of(namespace)
         cutoff = now - self._active_window_ms
         latest, index_active, archived_active = await self._transport.call(
