@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -10,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException
 
-from .settings import ConfigError
+from .settings import ConfigError, Settings
 from .store import RedisClient
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -71,3 +74,23 @@ def _open(url: str, timeout: float, socket_timeout: bool) -> RedisClient:
         # One retry on a fresh connection hides a pooled socket that died with a restart.
         retry=Retry(NoBackoff(), 1),
     )
+
+
+def background_client(
+    stack: AsyncExitStack, settings: Settings, client: RedisClient | None
+) -> RedisClient:
+    """The client a background task of the app uses: ``client`` when one was passed in
+    (a test's, left open), else its own at ``settings.redis_url``, closed with ``stack``."""
+    if client is not None:
+        return client
+    if settings.redis_url is None:
+        raise ValueError("redis_url is settled before the app starts (serve does it)")
+    opened = open_redis(settings.redis_url, settings.redis_timeout, socket_timeout=False)
+    stack.push_async_callback(opened.aclose)
+    return opened
+
+
+def holder_name() -> str:
+    """A name for what a worker holds in Redis (a lease): its host and process, and a
+    random part, so that no two holders share one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"

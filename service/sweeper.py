@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, suppress
@@ -37,7 +35,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from .appkeys import METRICS, SETTINGS, STORE, SWEEP_INTERVAL
-from .connections import open_redis
+from .connections import background_client, holder_name, open_redis
 from .metrics import Metrics
 from .models import format_time, now_ms
 from .progress import Bar, on_terminal, plural
@@ -96,11 +94,6 @@ def cutoff(days: int, now: int) -> int:
 def lease_length(settings: Settings) -> float:
     """Seconds a sweep lease lasts: SWEEP_LEASE, or three round-trip timeouts if longer."""
     return max(SWEEP_LEASE, 3 * settings.redis_timeout)
-
-
-def new_owner() -> str:
-    """A sweeper's name in a lease: its host and process, and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class Holding:
@@ -196,7 +189,7 @@ class Sweeper:
         self.namespaces = namespaces
         self._interval = interval
         self._lease_seconds = lease_seconds
-        self.owner = owner or new_owner()
+        self.owner = owner or holder_name()
 
     async def run(self) -> None:
         """Sweep until cancelled; nothing else ends it."""
@@ -282,14 +275,7 @@ def sweeper_context(
             yield
             return
         async with AsyncExitStack() as stack:
-            opened = client
-            if opened is None:
-                if settings.redis_url is None:
-                    raise ValueError("redis_url is settled before the app starts (serve does it)")
-                opened = open_redis(
-                    settings.redis_url, settings.redis_timeout, socket_timeout=False
-                )
-                stack.push_async_callback(opened.aclose)
+            opened = background_client(stack, settings, client)
             lease = SweepLease(opened, settings.redis_timeout)
             stack.push_async_callback(lease.aclose)
             sweeper = Sweeper(
@@ -377,7 +363,7 @@ async def sweep_now(
         stack.push_async_callback(store.aclose)
         lease = SweepLease(client, settings.redis_timeout)
         stack.push_async_callback(lease.aclose)
-        owner = f"chatsessions sweep {new_owner()}"
+        owner = f"chatsessions sweep {holder_name()}"
         for namespace, days in plan:
             before = cutoff(days, now_ms())
             found = 0

@@ -36,9 +36,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import os
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -47,7 +45,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from . import __version__
-from .connections import open_redis
+from .connections import background_client, holder_name
 from .metrics import WEBHOOK_COUNTERS, Metrics
 from .models import now_ms
 from .settings import Settings, WebhookConfig
@@ -366,19 +364,12 @@ class Webhooks:
         """Deliver ``settings.webhooks`` until the block ends; then stop every task and
         give up the leases held. ``client``: the Redis client for the delivery state
         (left open), else one opened at ``settings.redis_url`` (closed at the end)."""
-        owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        owner = holder_name()
         if not settings.webhooks:
             yield cls(owner, [])
             return
         async with AsyncExitStack() as stack:
-            if client is None:
-                if settings.redis_url is None:
-                    raise ValueError("redis_url is settled before the app starts (serve does it)")
-                client = open_redis(
-                    settings.redis_url, settings.redis_timeout, socket_timeout=False
-                )
-                stack.push_async_callback(client.aclose)
-            state = WebhookState(client, settings.redis_timeout)
+            state = WebhookState(background_client(stack, settings, client), settings.redis_timeout)
             stack.push_async_callback(state.aclose)
             http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout),
