@@ -4,8 +4,10 @@ Handlers and the CLI see one API, :class:`SessionStore`, and the domain errors a
 types it answers with. Inside, one module per concern: :mod:`.keys` (key names),
 :mod:`.record` (the session record and its JSON), :mod:`.cursor`, :mod:`.errors`,
 :mod:`.types`, :mod:`.limits`, :mod:`.fold`, ``scripts/`` (the Lua scripts and
-their loader), :mod:`.transport` (the one way to Redis), :mod:`.sessions` (the
-store API), :mod:`.check` and :mod:`.migrate`.
+their loader), :mod:`.transport` (the one way to Redis), :mod:`.events` (the change
+feed's events), the store API (:mod:`.sessions`, made of :mod:`.base`,
+:mod:`.live` and :mod:`.organise`), :mod:`.check`, :mod:`.migrate`, and the leases
+of webhooks and the sweep (:mod:`.webhook_state`, :mod:`.sweep_lease`).
 """
 
 from .check import CheckReport, InvariantChecker

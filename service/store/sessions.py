@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import functools
-import itertools
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
-from redis.commands.core import AsyncScript
 
 from ..coalesce import Coalescer
 from ..importers.records import SessionRecord
@@ -32,14 +29,11 @@ from .errors import (
     StoreError,
     StoreUnavailable,
 )
-from .events import FIRST, Activity, ChangeEvent, ChannelCounts, Counts, Replay, events_of
 from .fold import fold_case, reads_same_in_json
-from .keys import READY_KEY, Keys, keys_of
+from .keys import Keys, keys_of
 from .limits import (
     BATCH_CHUNK,
-    BULK_CHUNK,
     EVENTS_RETENTION,
-    EVENTS_SCRUB_STEP,
     FIELDS_SEPARATOR,
     LIST_SCAN_BOUND,
     PAGE_BYTES,
@@ -49,6 +43,8 @@ from .limits import (
     SEARCH_STEP_SESSIONS,
     SEARCH_STEPS,
 )
+from .live import LiveReads, version_commands, version_of
+from .organise import OrganiseWrites
 from .record import (
     READ_MARK,
     TITLE_DEFAULT,
@@ -66,12 +62,9 @@ from .record import (
     stored_of,
     text_of,
 )
-from .scripts import script_text
-from .transport import Transport
 from .types import (
     NO_FILTER,
     BatchOutcome,
-    BulkOutcome,
     ListFilter,
     Message,
     MessagePage,
@@ -114,23 +107,6 @@ def page_commands(zset: str, item_pattern: str) -> PageCommands:
     )
 
 
-def version_of(latest: bytes | str | None, n_active: int) -> str:
-    """What every read of a namespace answers with: its latest event's id, which every
-    write moves, and how many of its sessions (archived or not) are active, which time
-    alone moves (sessions only leave the active window while nothing is written).
-    Equal versions mean equal answers to equal reads."""
-    return f"{text_of(latest) if latest else '0'}.{n_active}"
-
-
-def version_commands(keys: Keys, cutoff: int) -> list[Command]:
-    """What :func:`version_of` reads: the latest event, then the active of both halves."""
-    return [
-        ("GET", keys.version),
-        ("ZCOUNT", keys.index, cutoff, "+inf"),
-        ("ZCOUNT", keys.archived, cutoff, "+inf"),
-    ]
-
-
 @functools.lru_cache(maxsize=1024)
 def ingest_head(namespace: str, sha: str) -> tuple[Any, ...]:
     """INGEST's call up to the message's two arguments: the same for every message of
@@ -145,7 +121,7 @@ def ingest_start(namespace: str, sha: str) -> bytes:
     return pack_start(ingest_head(namespace, sha), 2)
 
 
-class SessionStore:
+class SessionStore(LiveReads, OrganiseWrites):
     """Sessions, their index and their messages, in Redis, one round trip per call."""
 
     def __init__(
@@ -159,58 +135,14 @@ class SessionStore:
         """``timeout`` bounds each round trip as a whole; give it when the client itself
         has no socket timeout (see :func:`service.connections.open_redis`).
         ``events_retention``: the events each namespace's feed keeps at least."""
-        self._redis = redis
-        self._active_window_ms = active_window_ms
-        self._timeout = timeout
-        self._transport = Transport(redis, timeout)
-
-        def register(name: str) -> AsyncScript:
-            return self._transport.register(script_text(name, events_retention))
-
-        self._ingest = register("ingest")
-        self._ingest_many = register("ingest_many")
-        self._page = register("page")
-        self._read = register("read")
-        self._create = register("create")
-        self._patch = register("patch")
-        self._delete = register("delete")
-        self._history = register("history")
-        self._search = register("search")
-        self._messages_range = register("messages_range")
-        self._ready = register("ready")
-        self._restore = register("restore")
-        self._replay = register("replay")
-        self._counts = register("counts")
-        self._filter = register("filter")
-        self._mark_read = register("mark_read")
-        self._bulk = register("bulk")
-        self._erase = register("erase")
-        self._scrub = register("scrub")
-        self._sweep = register("sweep")
+        super().__init__(
+            redis,
+            active_window_ms=active_window_ms,
+            timeout=timeout,
+            events_retention=events_retention,
+        )
         self._pages = Coalescer(self._read_page)
         self._versions = Coalescer(self._read_version)
-        # Operation ids: unique across workers and replicas by a random prefix per store.
-        self._operation_prefix = os.urandom(8).hex()
-        self._operation_numbers = itertools.count()
-
-    def _operation_id(self) -> str:
-        return f"{self._operation_prefix}.{next(self._operation_numbers)}"
-
-    async def aclose(self) -> None:
-        """Close the store's own connection; the client passed in stays the caller's."""
-        await self._transport.aclose()
-
-    async def ready(self) -> None:
-        """Raise :class:`StoreUnavailable` unless Redis runs a script that writes now."""
-        await self._transport.call(lambda: self._transport.script(self._ready, [READY_KEY], []))
-
-    def _active(self, score: bytes | None, now: int) -> bool:
-        return score is not None and int(score) >= now - self._active_window_ms
-
-    def _session(self, session_id: str, found: Sequence[Any], now: int) -> Session:
-        """The session of a READ or RENAME reply: {its record's fields, its score}."""
-        fields, score = found
-        return session_of_fields(session_id, fields, self._active(score, now))
 
     async def list_sessions(
         self,
@@ -737,106 +669,6 @@ class SessionStore:
     ) -> Session:
         return await self.update_session(namespace, session_id, SessionChange(title=title), now=now)
 
-    async def mark_read(
-        self, namespace: str, session_id: str, reader: str, *, up_to: int | None, now: int
-    ) -> Session:
-        """Mark the session read by ``reader`` up to ``up_to`` messages (all of them now
-        when None; never more than it has)."""
-        keys = keys_of(namespace)
-        args = [session_id, reader, "" if up_to is None else up_to]
-        found = await self._transport.call(
-            lambda: self._transport.script(self._mark_read, [keys.session(session_id)], args),
-            write=True,
-        )
-        if not found:
-            raise SessionNotFound(session_id)
-        return self._session(session_id, found, now)
-
-    async def bulk(
-        self,
-        namespace: str,
-        action: str,
-        session_ids: Sequence[str],
-        *,
-        tag: str | None = None,
-        dry_run: bool = False,
-    ) -> BulkOutcome:
-        """``action`` on each session, its own atomic change with its event, BULK_CHUNK
-        sessions a script call, the calls in one round trip; a dry run writes nothing."""
-        keys = keys_of(namespace)
-        head = [action, tag or "", "1" if dry_run else "0", keys.session_prefix]
-        calls = [
-            [*head, *session_ids[start : start + BULK_CHUNK]]
-            for start in range(0, len(session_ids), BULK_CHUNK)
-        ]
-        replies = await self._transport.call(
-            lambda: self._transport.pipelined(self._bulk, keys.index, calls), write=not dry_run
-        )
-        matched = sum(int(reply[0]) for reply in replies)
-        changed = sum(int(reply[1]) for reply in replies)
-        missing = [text_of(m) for reply in replies for m in reply[2]]
-        return BulkOutcome(matched, changed, missing)
-
-    async def erase_user(self, namespace: str, user: str) -> list[str]:
-        """Delete every session of ``user`` (archived or not), BULK_CHUNK a step, then
-        the events that carried them, EVENTS_SCRUB_STEP events a step; the ids deleted.
-        Each step is its own round trip, so that other requests go between them."""
-        keys = keys_of(namespace)
-        sets = [keys.listing(False, "user", user), keys.listing(True, "user", user)]
-        deleted: list[str] = []
-        while True:
-            step = await self._transport.call(
-                lambda: self._transport.script(
-                    self._erase, sets, [keys.session_prefix, BULK_CHUNK]
-                ),
-                write=True,
-            )
-            deleted += [text_of(i) for i in step]
-            if len(step) < BULK_CHUNK:
-                break
-        if deleted:
-            after = FIRST
-            while after:
-                args = [after, EVENTS_SCRUB_STEP, *deleted]
-                last, _ = await self._transport.call(
-                    functools.partial(self._transport.script, self._scrub, [keys.events], args),
-                    write=True,
-                )
-                after = text_of(last)
-        return deleted
-
-    async def sweep(
-        self,
-        namespace: str,
-        *,
-        before: int,
-        dry_run: bool = False,
-        progress: Callable[[list[str]], None] | None = None,
-    ) -> list[str]:
-        """Delete the sessions, archived or not, last active before ``before`` (epoch ms)
-        but pinned ones, BULK_CHUNK a step, each step its own round trip; the ids
-        deleted (or, in a dry run, that would be). ``progress`` is told each step's."""
-        keys = keys_of(namespace)
-        swept: list[str] = []
-        for half in (keys.index, keys.archived):
-            passed = 0
-            while True:
-                args = [keys.session_prefix, before, passed, BULK_CHUNK, "1" if dry_run else "0"]
-                gone, looked = await self._transport.call(
-                    functools.partial(self._transport.script, self._sweep, [half], args),
-                    write=not dry_run,
-                )
-                step = [text_of(i) for i in gone]
-                swept += step
-                if progress is not None:
-                    progress(step)
-                # Deleted sessions leave the set; those kept (pinned, or all in a dry
-                # run) stay in front of the next step's.
-                passed += int(looked) - (0 if dry_run else len(step))
-                if int(looked) < BULK_CHUNK:
-                    break
-        return swept
-
     async def delete_session(self, namespace: str, session_id: str) -> None:
         keys = keys_of(namespace)
         delete_keys = [keys.session(session_id), keys.operation(self._operation_id())]
@@ -866,99 +698,3 @@ class SessionStore:
             raise SessionNotFound(session_id)
         next_cursor = encode_position(first) if first > 0 else None
         return MessagePage([message_of(m) for m in reply[1:]], next_cursor)
-
-    async def version(self, namespace: str, *, now: int) -> str:
-        """The namespace's version (:func:`version_of`) as of ``now`` or later, in one
-        small round trip that overlapping reads of the namespace share
-        (:mod:`service.coalesce`), each reading Redis after it arrived."""
-        return await self._versions.read(namespace, now)
-
-    async def _read_version(self, namespace: str, now: int) -> str:
-        keys = keys_of(namespace)
-        cutoff = now - self._active_window_ms
-        latest, index_active, archived_active = await self._transport.call(
-            lambda: self._transport.exchange(version_commands(keys, cutoff))
-        )
-        return version_of(latest, int(index_active) + int(archived_active))
-
-    async def counts(
-        self, namespace: str, *, now: int, hours: int = 0, reader: str | None = None
-    ) -> Counts:
-        """Sessions (not archived) in all, active, pinned, per channel and per tag, and
-        archived ones; with ``hours``, sessions per hour of their latest activity over
-        the last ``hours`` hours up to now, per channel; with ``reader``, the sessions
-        with messages that reader has not read, in all and per channel. One round trip,
-        whose work grows with the channels and tags, not the sessions."""
-        keys = keys_of(namespace)
-        hour_end = (now // 3_600_000 + 1) * 3_600_000
-        count_keys = [
-            keys.index,
-            keys.channels,
-            keys.tags,
-            keys.archived,
-            keys.listing(False, "pinned"),
-            keys.empty,
-            keys.read_through(reader or ""),
-        ]
-        args = [keys.prefix, now - self._active_window_ms, hours, hour_end, int(bool(reader))]
-        reply = await self._transport.call(
-            lambda: self._transport.script(self._counts, count_keys, args)
-        )
-        total, n_active, archived, pinned, per_channel, per_tag, activity = reply
-        channels = {
-            text_of(per_channel[n]): ChannelCounts(
-                int(per_channel[n + 1]), int(per_channel[n + 2]), int(per_channel[n + 3])
-            )
-            for n in range(0, len(per_channel), 4)
-        }
-        tags = {text_of(per_tag[n]): int(per_tag[n + 1]) for n in range(0, len(per_tag), 2)}
-        hourly = None
-        if hours:
-            starts = [hour_end - (hours - n) * 3_600_000 for n in range(hours)]
-            hourly = Activity(
-                starts,
-                {
-                    text_of(activity[n]): [int(c) for c in activity[n + 1]]
-                    for n in range(0, len(activity), 2)
-                },
-            )
-        return Counts(
-            int(total),
-            int(n_active),
-            int(archived),
-            int(pinned),
-            channels,
-            tags,
-            hourly,
-            reader is not None,
-        )
-
-    async def replay(self, namespace: str, after: str, *, limit: int, now: int) -> Replay:
-        """Up to ``limit`` events and PAGE_BYTES of them (one at least) after the event id
-        ``after`` (events.FIRST for every event kept), or a reset when that position is
-        no longer kept."""
-        keys = keys_of(namespace)
-        reset, newest, *rest = await self._transport.call(
-            lambda: self._transport.script(self._replay, [keys.events], [after, limit, PAGE_BYTES])
-        )
-        cutoff = now - self._active_window_ms
-        events = events_of(rest[0], cutoff) if rest else []
-        return Replay(events, bool(reset), text_of(newest) if newest else FIRST)
-
-    async def wait_events(
-        self, namespace: str, after: str, *, block_ms: int, limit: int, now: int
-    ) -> list[ChangeEvent]:
-        """Up to ``limit`` events after ``after``, waiting up to ``block_ms`` for the first
-        (a blocking XREAD, on a connection of its own: shorter than a round trip's
-        deadline). ``now`` is when the wait began; an event's session is active as of it."""
-        keys = keys_of(namespace)
-        if self._timeout is not None:
-            block_ms = max(1, min(block_ms, int(self._timeout * 500)))
-        command = ("XREAD", "COUNT", limit, "BLOCK", block_ms, "STREAMS", keys.events, after)
-        [reply] = await self._transport.call(
-            lambda: self._transport.exchange([command], shared=False), shared=False
-        )
-        if not reply:
-            return []
-        [[_, entries]] = reply
-        return events_of(entries, now - self._active_window_ms)
