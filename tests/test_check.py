@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pty
-import subprocess
 import sys
 
 import pytest
 from redis.asyncio import Redis
+from terminal import run_shown
 
 from service.cli import main
 from service.models import MessageIn
@@ -94,25 +93,7 @@ def run_check(url: str, on_terminal: bool) -> tuple[int, str]:
     """`chatsessions check` as its own process, its output on a pseudo-terminal or a pipe."""
     command = [sys.executable, "-m", "service", "check", "--redis-url", url]
     env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
-    if not on_terminal:
-        done = subprocess.run(command, capture_output=True, env=env, timeout=60)
-        return done.returncode, done.stdout.decode()
-    main_end, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen(command, stdout=terminal, stderr=subprocess.DEVNULL, env=env)
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                piece = os.read(main_end, 65536)
-            except OSError:  # the terminal closed: the process has ended
-                break
-            if not piece:
-                break
-            shown += piece
-        return process.wait(timeout=60), shown.decode(errors="replace")
-    finally:
-        os.close(main_end)
+    return run_shown(command, env, on_terminal)
 
 
 @pytest.mark.real

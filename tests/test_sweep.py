@@ -9,9 +9,7 @@ import asyncio
 import hashlib
 import logging
 import os
-import pty
 import re
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -23,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fakeredis.aioredis import FakeRedis
 from fault_proxy import LOADING, FaultProxy, both, named, touching
 from redis.asyncio import Redis
+from terminal import run_shown
 
 from service.app import create_app
 from service.appkeys import SWEEP_INTERVAL
@@ -643,25 +642,7 @@ def run_sweep_process(url: str, on_terminal: bool, *args: str) -> tuple[int, str
         "COLUMNS": "100",
         "TERM": "xterm",
     }
-    if not on_terminal:
-        done = subprocess.run(command, capture_output=True, env=env, timeout=60)
-        return done.returncode, done.stdout.decode()
-    main_end, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen(command, stdout=terminal, stderr=subprocess.DEVNULL, env=env)
-        os.close(terminal)
-        shown = b""
-        while True:
-            try:
-                piece = os.read(main_end, 65536)
-            except OSError:  # the terminal closed: the process has ended
-                break
-            if not piece:
-                break
-            shown += piece
-        return process.wait(timeout=60), shown.decode(errors="replace")
-    finally:
-        os.close(main_end)
+    return run_shown(command, env, on_terminal)
 
 
 @pytest.mark.real

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from ..models import format_time
 from .record import message_of, text_of
 
 # A stream entry id: milliseconds and a sequence number.
@@ -115,57 +114,3 @@ class Replay:
     events: list[ChangeEvent]
     reset: bool
     newest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Activity:
-    """Sessions per hour by the hour of their latest activity, per channel: ``hours``
-    are the hours' starts (epoch ms), oldest first."""
-
-    hours: list[int]
-    channels: dict[str, list[int]]
-
-
-class ChannelCounts(NamedTuple):
-    total: int
-    active: int
-    # Sessions with messages the reader asked about has not read; -1 without a reader.
-    unread: int
-
-
-@dataclass(frozen=True, slots=True)
-class Counts:
-    """Counts of the sessions not archived (``archived`` counts the others)."""
-
-    total: int
-    active: int
-    archived: int
-    pinned: int
-    channels: dict[str, ChannelCounts]
-    tags: dict[str, int]
-    activity: Activity | None
-    # Whether unread counts were asked for (for a reader).
-    reader: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        channels: dict[str, Any] = {}
-        for name, counts in sorted(self.channels.items()):
-            channels[name] = {"total": counts.total, "active": counts.active}
-            if self.reader:
-                channels[name]["unread"] = counts.unread
-        answer: dict[str, Any] = {
-            "total": self.total,
-            "active": self.active,
-            "archived": self.archived,
-            "pinned": self.pinned,
-            "channels": channels,
-            "tags": dict(sorted(self.tags.items())),
-        }
-        if self.reader:
-            answer["unread"] = sum(c.unread for c in self.channels.values())
-        if self.activity is not None:
-            answer["activity"] = {
-                "hours": [format_time(start) for start in self.activity.hours],
-                "channels": dict(sorted(self.activity.channels.items())),
-            }
-        return answer

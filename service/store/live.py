@@ -6,10 +6,11 @@ from __future__ import annotations
 from ..coalesce import Coalescer
 from ..redis_link import Command
 from .base import StoreBase
-from .events import FIRST, Activity, ChangeEvent, ChannelCounts, Counts, Replay, events_of
+from .events import FIRST, ChangeEvent, Replay, events_of
 from .keys import Keys, keys_of
 from .limits import PAGE_BYTES
 from .record import text_of
+from .types import Activity, ChannelCounts, Counts
 
 
 def version_of(latest: bytes | str | None, n_active: int) -> str:

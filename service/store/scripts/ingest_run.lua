@@ -28,6 +28,8 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
     positions = redis.call('HMGET', seen, unpack(message_ids))
   end
   local pushed, seen_pairs, pending = {}, {}, {}
+  -- The item after the latest message stored: the record's once the run is written.
+  local item
   for k = first, last do
     local m = messages[k]
     local message_id = m[3]
@@ -63,7 +65,8 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
           s.source = 'auto'
         end
       end
-      emit(key, kind, id, s.channel, string.format('%d', score), record_item(s), m[6])
+      item = record_item(s)
+      emit(key, kind, id, s.channel, string.format('%d', score), item, m[6])
       pushed[#pushed + 1] = m[6]
       seen_pairs[#seen_pairs + 1] = message_id
       seen_pairs[#seen_pairs + 1] = #pushed
@@ -77,7 +80,7 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
   local before_count = redis.call('RPUSH', list, unpack(pushed)) - #pushed
   for n = 2, #seen_pairs, 2 do seen_pairs[n] = before_count + seen_pairs[n] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
-  local item = record_write(key, s)
+  record_write(key, s, item)
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)
   local readers, marks = read_marks(ns, key)

@@ -12,13 +12,10 @@ local ns = namespace_key(KEYS[1], '')
 local before = memberships(ns, s)
 local was = state_of(s)
 local score = redis.call('ZSCORE', before[1][1], ARGV[1]) or '0'
-local old_item = record_item(s)
+local old_item, old_source = record_item(s), s.source
 local change = cjson.decode(ARGV[2])
-if change.title ~= nil then
-  s.title = change.title
-  -- A title a person sets is theirs even when it reads as before: the record changes.
-  if s.source ~= 'user' then s.source, old_item = 'user', '' end
-end
+-- A title a person sets is theirs even when it reads as before: its source changes.
+if change.title ~= nil then s.title, s.source = change.title, 'user' end
 if change.pinned ~= nil then s.pinned = change.pinned end
 if change.archived ~= nil then s.archived = change.archived end
 if change.tags ~= nil then s.tags = change.tags end
@@ -31,10 +28,11 @@ if ARGV[3] ~= '-' and ARGV[3] ~= (redis.call('HGET', KEYS[1], 'metadata') or '')
   end
   changed = 1
 end
-if record_item(s) ~= old_item then
-  record_changed(ns, KEYS[1], ARGV[1], s, before, was, score)
+local item = record_item(s)
+if item ~= old_item or s.source ~= old_source then
+  record_changed(ns, KEYS[1], ARGV[1], s, before, was, score, item)
   changed = 1
 elseif changed == 1 then
-  emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, old_item)
+  emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, item)
 end
 return {redis.call('HGETALL', KEYS[1]), score, changed}

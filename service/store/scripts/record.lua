@@ -88,10 +88,11 @@ local function record_read(key)
     tags = split_tags(f[9]), user = f[10] or nil}
 end
 
--- Writes the session's fields and its item; returns the item. Pinned, archived, tags
--- and user are written when set; record_clear takes away those a change unset.
-local function record_write(key, s)
-  local item = record_item(s)
+-- Writes the session's fields and its item (`item`, when the caller made it already);
+-- returns the item. Pinned, archived, tags and user are written when set; record_clear
+-- takes away those a change unset.
+local function record_write(key, s, item)
+  item = item or record_item(s)
   local fields = {'title', s.title, 'title_source', s.source, 'channel', s.channel,
     'created_at', s.created, 'updated_at', s.updated,
     'message_count', string.format('%d', s.count), 'item', item}
@@ -207,10 +208,10 @@ local function reads_moved(ns, readers, marks_before, marks_after, before, after
 end
 
 -- Writes a change already made to `s` (`before`: its memberships, `was`: its state,
--- both from before the change): its record, sorted sets and counts, and appends its
--- event. Returns the item.
-local function record_changed(ns, key, id, s, before, was, score)
-  local item = record_write(key, s)
+-- both from before the change; `item`: its item now, if made already): its record,
+-- sorted sets and counts, and appends its event. Returns the item.
+local function record_changed(ns, key, id, s, before, was, score, item)
+  item = record_write(key, s, item)
   record_clear(key, s)
   reindex(ns, id, before, memberships(ns, s), score, false)
   local readers, marks = read_marks(ns, key)
