@@ -120,6 +120,10 @@ ACTIVE_QUERIES: list[tuple[str | None, ListFilter, bool]] = [
     (None, ListFilter(archived=None, tag="vip"), True),
     (None, ListFilter(pinned=False, reader="ops"), False),
     ("tg", ListFilter(user="alice", archived=True), True),
+    # One half walked by rank: its active sessions end at a rank, not at a score.
+    ("web", ListFilter(tag="vip"), True),
+    ("web", ListFilter(tag="vip"), False),
+    (None, ListFilter(pinned=False, unread=True, reader="ops"), True),
 ]
 
 

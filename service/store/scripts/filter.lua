@@ -2,10 +2,10 @@
 -- several filters at once, pinned=false, unread=true, archived=any, or a reader's
 -- unread counts. Each half of the list asked for (not archived, archived, or both)
 -- walks its driver, the smallest of its filters' sorted sets (or the whole half), from
--- the cursor on, in the list's order; each session met is checked against the other
--- filters there. Both halves are merged in the list's order. The walk stops at `limit`
--- matches or after `bound` sessions met, whichever comes first: a short page then has a
--- next cursor that goes on from the last session met.
+-- the cursor on, in the list's order, a chunk at a time; each chunk's sessions are
+-- checked against the other filters there. Both halves are merged in the list's order.
+-- The walk stops at `limit` matches or after `bound` sessions met, whichever comes
+-- first: a short page then has a next cursor that goes on from the last session met.
 -- KEYS[1] the namespace's version, KEYS[2] its index, KEYS[3] its archived sessions
 -- ARGV[1] the query as JSON: halves [{sets: the filters' sorted sets in this half,
 -- base: the half's whole set, unpinned: its pinned set when pinned=false}], reader (the
@@ -20,6 +20,10 @@
 local q = cjson.decode(ARGV[1])
 local CHUNK = 50
 local active, cutoff = q.active, tonumber(q.cutoff)
+-- Sessions' scores are read only where they are needed: turning a score into a string
+-- costs more than finding it, and one half's walk goes by rank alone. Two halves are
+-- merged by score, so they read every score.
+local merging = #q.halves > 1
 
 local function count(set)
   if active == true then return redis.call('ZCOUNT', set, cutoff, '+inf') end
@@ -48,33 +52,57 @@ for _, given in ipairs(q.halves) do
     if half.driver == given.base then n = n - count(half.unpinned) else exact = false end
   end
   total = total + n
-  local rank = 0
-  if q.after then rank = rank_after(half.driver, q.after[1], q.after[2]) end
-  if active == false then
-    rank = math.max(rank, redis.call('ZCOUNT', half.driver, cutoff, '+inf'))
+  -- The walk's ranks: the active sessions are the highest ranks, the others the rest.
+  local rank, last_rank = 0, redis.call('ZCARD', half.driver) - 1
+  if active ~= nil then
+    local n_active = redis.call('ZCOUNT', half.driver, cutoff, '+inf')
+    if active then last_rank = n_active - 1 else rank = n_active end
   end
-  half.rank = rank
+  if q.after then rank = math.max(rank, rank_after(half.driver, q.after[1], q.after[2])) end
+  half.rank, half.last_rank = rank, last_rank
   halves[#halves + 1] = half
 end
 
--- The half's next session {member, score}, or nil when it has no more.
+-- Whether each member of `members` fits the half's other filters, read for a whole
+-- chunk at once: one ZMSCORE per filter set rather than a ZSCORE per session.
+local function fitting(half, members)
+  local fits = {}
+  for k = 1, #members do fits[k] = true end
+  for _, set in ipairs(half.checks) do
+    local scores = redis.call('ZMSCORE', set, unpack(members))
+    for k = 1, #members do fits[k] = fits[k] and scores[k] ~= false end
+  end
+  if half.unpinned then
+    local scores = redis.call('ZMSCORE', half.unpinned, unpack(members))
+    for k = 1, #members do fits[k] = fits[k] and scores[k] == false end
+  end
+  return fits
+end
+
+-- The half's next session {member, score (nil unless merging), whether it fits the
+-- other filters, its half}, or nil when the half has no more.
 local function head(half)
   if half.at > #half.buffer then
-    if half.done then return nil end
-    local got = redis.call('ZREVRANGE', half.driver, half.rank, half.rank + CHUNK - 1,
-      'WITHSCORES')
-    half.rank = half.rank + CHUNK
+    local stop = math.min(half.rank + CHUNK, half.last_rank + 1) - 1
+    if half.rank > stop then return nil end
+    local got
+    if merging then
+      got = redis.call('ZREVRANGE', half.driver, half.rank, stop, 'WITHSCORES')
+    else
+      got = redis.call('ZREVRANGE', half.driver, half.rank, stop)
+    end
+    half.rank = stop + 1
+    local step = merging and 2 or 1
+    local members = {}
+    for k = 1, #got, step do members[#members + 1] = got[k] end
     half.buffer, half.at = {}, 1
-    for k = 1, #got, 2 do half.buffer[#half.buffer + 1] = {got[k], got[k + 1]} end
-    if #half.buffer < CHUNK then half.done = true end
-    if #half.buffer == 0 then return nil end
+    if #members == 0 then return nil end
+    local fits = fitting(half, members)
+    for k = 1, #members do
+      half.buffer[k] = {members[k], merging and got[2 * k] or nil, fits[k], half}
+    end
   end
-  local entry = half.buffer[half.at]
-  if active == true and tonumber(entry[2]) < cutoff then
-    half.done, half.buffer = true, {}
-    return nil
-  end
-  return entry
+  return half.buffer[half.at]
 end
 
 local function first_of(a, b)
@@ -83,37 +111,29 @@ local function first_of(a, b)
 end
 
 local function next_entry()
-  local best, best_half
+  local best
   for _, half in ipairs(halves) do
     local entry = head(half)
-    if entry and (not best or first_of(entry, best)) then best, best_half = entry, half end
+    if entry and (not best or first_of(entry, best)) then best = entry end
   end
-  if best then best_half.at = best_half.at + 1 end
-  return best, best_half
+  if best then best[4].at = best[4].at + 1 end
+  return best
 end
 
 local limit, bound, prefix = tonumber(q.limit), tonumber(q.bound), q.session_prefix
-local matches, found, met = {}, 0, 0
+local fields = {'item'}
+if q.reader then fields = {'item', 'message_count', q.reader} end
+local matched, found, met = {}, 0, 0
 local last
 while found < limit and met < bound do
-  local entry, half = next_entry()
+  local entry = next_entry()
   if not entry then last = nil break end
   met, last = met + 1, entry
-  local id = entry[1]
-  local fits = true
-  for _, set in ipairs(half.checks) do
-    if not redis.call('ZSCORE', set, id) then fits = false break end
-  end
-  if fits and half.unpinned and redis.call('ZSCORE', half.unpinned, id) then fits = false end
-  if fits then
-    local f = redis.call('HMGET', prefix .. id, 'item', 'message_count', q.reader or 'item')
+  if entry[3] then
+    local f = redis.call('HMGET', prefix .. entry[1], unpack(fields))
     local mark = q.reader and f[3] or ''
-    if q.unread and tonumber(f[2]) <= tonumber(mark ~= '' and mark or '0') then fits = false end
-    if fits and f[1] then
-      matches[#matches + 1] = id
-      matches[#matches + 1] = entry[2]
-      matches[#matches + 1] = f[1]
-      matches[#matches + 1] = mark or ''
+    if f[1] and not (q.unread and tonumber(f[2]) <= tonumber(mark ~= '' and mark or '0')) then
+      matched[#matched + 1] = {entry, f[1], mark or ''}
       found = found + 1
     end
   end
@@ -125,6 +145,22 @@ if more then
   for _, half in ipairs(halves) do
     if head(half) then more = true end
   end
+end
+-- One half's scores, of the matches and of the last session met, read at once.
+if not merging and (#matched > 0 or more) then
+  local members = {}
+  for k, match in ipairs(matched) do members[k] = match[1][1] end
+  if more then members[#members + 1] = last[1] end
+  local scores = redis.call('ZMSCORE', halves[1].driver, unpack(members))
+  for k, match in ipairs(matched) do match[1][2] = scores[k] end
+  if more then last[2] = scores[#scores] end
+end
+local matches = {}
+for _, match in ipairs(matched) do
+  matches[#matches + 1] = match[1][1]
+  matches[#matches + 1] = match[1][2]
+  matches[#matches + 1] = match[2]
+  matches[#matches + 1] = match[3]
 end
 local reply = {total, exact and 1 or 0, more and last[2] or '', more and last[1] or '', matches}
 local latest, all_active = namespace_version(KEYS[1], KEYS[2], KEYS[3], cutoff)
