@@ -48,9 +48,7 @@ class Keys:
         self.index = self.prefix + "index"
         self.channel_prefix = self.prefix + "channel:"
         self.session_prefix = self.prefix + "session:"
-        # SORT's GET pattern of a session's list item: the first '*' takes the member,
-        # and a namespace has none.
-        self.item_pattern = self.session_prefix + "*->item"
+        self.item_pattern = self.sort_pattern("item")
         self.card_prefix = self.prefix + "card:"
         self.messages_prefix = self.prefix + "messages:"
         self.seen_prefix = self.prefix + "seen:"
@@ -64,6 +62,11 @@ class Keys:
         self.events = self.prefix + "events"
         self.version = self.prefix + "version"
         self.layout = self.prefix + "layout"
+
+    def sort_pattern(self, field: str) -> str:
+        """SORT's GET pattern of a field of each session: the first '*' takes the member
+        (a namespace has none), and the field is all after the "->" that follows it."""
+        return self.session_prefix + "*->" + field
 
     def session(self, session_id: str) -> str:
         return self.session_prefix + session_id

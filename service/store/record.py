@@ -322,6 +322,22 @@ def page_of(total: int, first: int, n_active: int, flat: list[Any], *, more: boo
 READ_MARK = "read:"
 
 
+def with_unread(item: bytes, mark: bytes | str | None) -> bytes:
+    """The item with its ``unread_count`` for the reader whose read mark is ``mark``."""
+    unread = max(item_message_count(item) - int(mark or 0), 0)
+    return b'%b,"unread_count":%d' % (item, unread)
+
+
+def marked_pairs(flat: Sequence[Any]) -> list[Any]:
+    """[id, item, …] with each item's unread count, from [id, item, read mark, …] (an
+    item may be nil: it stays so)."""
+    pairs: list[Any] = []
+    for n in range(0, len(flat), 3):
+        item = flat[n + 1]
+        pairs += [flat[n], item if item is None else with_unread(item, flat[n + 2])]
+    return pairs
+
+
 def scan_page_of(
     total: int, matches: Sequence[Any], cutoff: int, *, reader: bool, exact: bool
 ) -> SessionPage:
@@ -331,10 +347,7 @@ def scan_page_of(
     split = 0
     for n in range(0, len(matches), 4):
         session_id, score, item, mark = matches[n : n + 4]
-        if reader:
-            unread = max(item_message_count(item) - int(mark or 0), 0)
-            item = b'%b,"unread_count":%d' % (item, unread)
-        flat += [session_id, item]
+        flat += [session_id, with_unread(item, mark) if reader else item]
         if int(score) >= cutoff:
             split += 1
     return SessionPage(
@@ -342,9 +355,15 @@ def scan_page_of(
     )
 
 
-def script_page(reply: Sequence[Any]) -> SessionPage:
+def script_page(reply: Sequence[Any], *, reader: bool = False) -> SessionPage:
+    """The page page.lua answers; with a reader, each item gains its ``unread_count``."""
     total, more, first, n_active, ids, items = reply[:6]
-    flat = [value for pair in zip(ids, items, strict=True) for value in pair]
+    if reader:
+        flat = marked_pairs(
+            [value for row in zip(ids, items, reply[8], strict=True) for value in row]
+        )
+    else:
+        flat = [value for pair in zip(ids, items, strict=True) for value in pair]
     return page_of(int(total), int(first), int(n_active), flat, more=bool(more))
 
 

@@ -51,6 +51,7 @@ from .record import (
     TITLE_USER,
     IngestResult,
     auto_title_arg,
+    marked_pairs,
     message_of,
     message_out,
     page_of,
@@ -90,16 +91,17 @@ class PageCommands(NamedTuple):
     sort: bytes
 
 
-def page_sort(zset: str, item_pattern: str) -> tuple[str, ...]:
-    """SORT of a page of ``zset`` in rank order with each session's id and item, up to
-    LIMIT's two numbers. SORT, not SORT_RO (Redis 7.0 and later): without STORE it only
-    reads, on 6.2 too."""
-    return ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", item_pattern, "LIMIT")
+def page_sort(zset: str, item_pattern: str, mark_pattern: str = "") -> tuple[str, ...]:
+    """SORT of a page of ``zset`` in rank order with each session's id and item (and its
+    read mark, with a ``mark_pattern``), up to LIMIT's two numbers. SORT, not SORT_RO
+    (Redis 7.0 and later): without STORE it only reads, on 6.2 too."""
+    marks = ("GET", mark_pattern) if mark_pattern else ()
+    return ("SORT", zset, "BY", "nosort", "DESC", "GET", "#", "GET", item_pattern, *marks, "LIMIT")
 
 
 @functools.lru_cache(maxsize=1024)
-def page_commands(zset: str, item_pattern: str) -> PageCommands:
-    sort = page_sort(zset, item_pattern)
+def page_commands(zset: str, item_pattern: str, mark_pattern: str) -> PageCommands:
+    sort = page_sort(zset, item_pattern, mark_pattern)
     return PageCommands(
         total=pack([("ZCARD", zset)]),
         active_from=pack_start(("ZCOUNT", zset), 2),
@@ -178,7 +180,9 @@ class SessionStore(LiveReads, OrganiseWrites):
             start = after.rank if after is not None and after.rank is not None else offset or 0
             try:
                 return await self._transport.call(
-                    lambda: self._sorted_page(keys, zset, start, limit, after, active, cutoff)
+                    lambda: self._sorted_page(
+                        keys, zset, start, limit, after, active, cutoff, filters.reader
+                    )
                 )
             except StoreUnavailable as error:
                 # Redis out of memory refuses every command queued in a MULTI, and SORT
@@ -188,12 +192,11 @@ class SessionStore(LiveReads, OrganiseWrites):
         # The inactive filter's first rank is only known inside Redis; redis-py's cluster
         # client cannot send a MULTI/EXEC from asyncio (it nests event loops).
         page_keys = [zset, keys.version, keys.index, keys.archived]
+        args = self._page_args(keys, limit, offset, after, active, cutoff, filters.reader)
         reply = await self._transport.call(
-            lambda: self._transport.script(
-                self._page, page_keys, self._page_args(keys, limit, offset, after, active, cutoff)
-            )
+            lambda: self._transport.script(self._page, page_keys, args)
         )
-        page = script_page(reply)
+        page = script_page(reply, reader=filters.reader is not None)
         page.version = version_of(reply[6], int(reply[7]))
         return page
 
@@ -249,26 +252,31 @@ class SessionStore(LiveReads, OrganiseWrites):
         after: Cursor | None,
         active: bool | None,
         cutoff: int,
+        reader: str | None,
         expected_rank: int | None = None,
     ) -> list[Any]:
         active_filter = "" if active is None else ("1" if active else "0")
         rank = "" if expected_rank is None else str(expected_rank - 1)
         member, score = (after.member, str(after.score)) if after else ("", "")
         rest = [str(limit), "" if after else str(offset or 0), active_filter, str(cutoff)]
-        return [rank, member, score, FIELDS_SEPARATOR.join([*rest, keys.session_prefix])]
+        rest.append(keys.session_prefix)
+        if reader is not None:
+            rest.append(READ_MARK + reader)
+        return [rank, member, score, FIELDS_SEPARATOR.join(rest)]
 
     def _sorted_page_commands(
-        self, zset: str, item_pattern: str, start: int, limit: int, cutoff: int
+        self, zset: str, sort_patterns: tuple[str, str], start: int, limit: int, cutoff: int
     ) -> list[Command]:
         """ZCARD, ZCOUNT of the active and the SORT of the page: packed for the link
-        (their fixed arguments once per sorted set), as arguments for redis-py."""
+        (their fixed arguments once per sorted set), as arguments for redis-py.
+        ``sort_patterns``: SORT's item pattern and read mark pattern ('' for none)."""
         if not self._transport.packs:
             return [
                 ("ZCARD", zset),
                 ("ZCOUNT", zset, cutoff, "+inf"),
-                (*page_sort(zset, item_pattern), start, limit),
+                (*page_sort(zset, *sort_patterns), start, limit),
             ]
-        page = page_commands(zset, item_pattern)
+        page = page_commands(zset, *sort_patterns)
         return [
             page.total,
             pack_rest(page.active_from, b"%d" % cutoff, b"+inf"),
@@ -284,16 +292,21 @@ class SessionStore(LiveReads, OrganiseWrites):
         after: Cursor | None,
         active: bool | None,
         cutoff: int,
+        reader: str | None,
     ) -> SessionPage:
-        """A page from ranks ``start`` on, read by SORT in one transaction.
+        """A page from ranks ``start`` on, read by SORT in one transaction; with a
+        ``reader``, SORT reads each session's read mark too.
 
         After a cursor, the page script rides along: it answers -2 when the cursor's
         session still sorts just before ``start`` (the SORT's page is then right),
         else it builds the page itself. Either way the page is one round trip.
         """
-        commands = self._sorted_page_commands(zset, keys.item_pattern, start, limit, cutoff)
+        mark_pattern = "" if reader is None else keys.sort_pattern(READ_MARK + reader)
+        commands = self._sorted_page_commands(
+            zset, (keys.item_pattern, mark_pattern), start, limit, cutoff
+        )
         if after is not None:
-            args = self._page_args(keys, limit, None, after, active, cutoff, start)
+            args = self._page_args(keys, limit, None, after, active, cutoff, reader, start)
             page_keys = (zset, keys.version, keys.index, keys.archived)
             commands.append(("EVALSHA", self._page.sha, 4, *page_keys, *args))
         replies = await self._transport.transaction(
@@ -302,8 +315,10 @@ class SessionStore(LiveReads, OrganiseWrites):
         total, n_active, flat = int(replies[0]), int(replies[1]), replies[2]
         latest, index_active, archived_active = replies[-3:]
         if after is not None and replies[3] != -2:
-            page = script_page(replies[3])
+            page = script_page(replies[3], reader=reader is not None)
         else:
+            if reader is not None:
+                flat = marked_pairs(flat)
             end = total if active is None else n_active
             size = max(min(end - start, limit), 0)
             page = page_of(end, start, n_active, flat[: 2 * size], more=start + size < end)

@@ -131,7 +131,6 @@ class ListFilter(NamedTuple):
             self.archived is None
             or len(self.positive(channel)) > 1
             or self.pinned is False
-            or self.reader is not None
             or self.unread
         )
 

@@ -7,10 +7,12 @@
 -- ARGV[2] cursor member, ARGV[3] cursor score ('' both when paging by offset), ARGV[4]
 -- the rest, joined by NUL (FIELDS_SEPARATOR): limit, offset ('' when paging by cursor),
 -- active filter ('', '1' active, '0' inactive), active cutoff (epoch ms; scores at or
--- above it are active), session key prefix
+-- above it are active), session key prefix, and a reader's read mark field (absent for
+-- none)
 -- Returns -2 when the cursor's member still sits at that rank with its score (the SORT
 -- sent along in the same transaction then holds the page), else {total, more, first rank,
--- active count, ids, items, version (version.lua: two values)}. The check comes first and
+-- active count, ids, items, version (version.lua: two values), the items' read marks
+-- (false for none) when a read mark field was given}. The check comes first and
 -- reads no more than it needs: one rank, whose member and score are compared as the
 -- strings Redis answers and the cursor carries (scores are whole milliseconds, which
 -- Redis writes in plain digits; a cursor whose score reads otherwise only takes the
@@ -22,7 +24,8 @@ if ARGV[1] ~= '' then
   local at = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[1], 'WITHSCORES')
   if at[1] == ARGV[2] and at[2] == ARGV[3] then return -2 end
 end
-local limit, offset, active_filter, cutoff, session_prefix = unpack(split_fields(ARGV[4]))
+local limit, offset, active_filter, cutoff, session_prefix, mark_field =
+  unpack(split_fields(ARGV[4]))
 limit = tonumber(limit)
 local n = redis.call('ZCARD', KEYS[1])
 local n_active = redis.call('ZCOUNT', KEYS[1], cutoff, '+inf')
@@ -37,10 +40,17 @@ else
 end
 local stop = math.min(start + limit, hi) - 1
 local latest, all_active = namespace_version(KEYS[2], KEYS[3], KEYS[4], cutoff)
-if start > stop then return {hi - lo, 0, start, n_active, {}, {}, latest, all_active} end
+if start > stop then return {hi - lo, 0, start, n_active, {}, {}, latest, all_active, {}} end
 local ids = redis.call('ZREVRANGE', KEYS[1], start, stop)
-local items = {}
-for i, id in ipairs(ids) do items[i] = redis.call('HGET', session_prefix .. id, 'item') end
+local items, marks = {}, {}
+for i, id in ipairs(ids) do
+  if mark_field then
+    local f = redis.call('HMGET', session_prefix .. id, 'item', mark_field)
+    items[i], marks[i] = f[1], f[2]
+  else
+    items[i] = redis.call('HGET', session_prefix .. id, 'item')
+  end
+end
 local more = 0
 if stop + 1 < hi then more = 1 end
-return {hi - lo, more, start, n_active, ids, items, latest, all_active}
+return {hi - lo, more, start, n_active, ids, items, latest, all_active, marks}
