@@ -12,10 +12,21 @@ local function ascii_title(content)
   if #words == 0 then return '' end
   local title = table.concat(words, ' ')
   if #title > auto_title_length then
+    -- Plain searches from each end: a pattern anchored at the end, or a greedy one
+    -- backing off to the last space, is tried from every position of a word.
     local cut = string.sub(title, 1, auto_title_length - 1)
-    local space = string.match(cut, '.*() ')
+    local space = string.find(cut, ' ', 1, true)
+    while space do
+      local next_space = string.find(cut, ' ', space + 1, true)
+      if not next_space then break end
+      space = next_space
+    end
     if space then cut = string.sub(cut, 1, space - 1) end
-    title = string.gsub(cut, '[ ,.;:%-]+$', '') .. '\226\128\166'
+    local last = #cut
+    while last > 0 and string.find(' ,.;:-', string.sub(cut, last, last), 1, true) do
+      last = last - 1
+    end
+    title = string.sub(cut, 1, last) .. '\226\128\166'
   end
   return title
 end
