@@ -285,15 +285,22 @@ class FeedResult:
     writes: int = 0
     write_statuses: dict[str, int] = field(default_factory=dict)
     write_late_p99_ms: float = 0.0
+    # Writes sent on a connection still waiting for an earlier answer (none idle).
+    sent_behind: int = 0
     sampled: int = 0
     # The sampled subscribers' arrivals there should be.
     expected: int = 0
-    # Cores the service and the subscribers' process used while the writes went on.
+    # Cores each process used from the first write to the last answer.
     service_cores: float = 0.0
     subscriber_cores: float = 0.0
-    # Events each subscriber got, fewest and most.
+    writer_cores: float = 0.0
+    redis_cores: float = 0.0
+    # Events each parsed subscriber got, fewest and most (bench/feed_load.py's Stream).
     events_min: int = 0
     events_max: int = 0
+    # Events' bytes each subscriber got, fewest and most.
+    event_bytes_min: int = 0
+    event_bytes_max: int = 0
     ended_early: int = 0
     connected: int = 0
     megabytes: float = 0.0
@@ -308,6 +315,13 @@ class FeedResult:
         """Sampled arrivals of acknowledged writes against what every sampled subscriber
         should have got."""
         return len(self.latencies_ms) / self.expected if self.expected else 0.0
+
+    @property
+    def complete(self) -> bool:
+        """Every subscriber stayed, every sampled one heard every acknowledged write, and
+        (whole) every one got the same events' bytes as the parsed ones."""
+        same = self.narrow or self.event_bytes_min == self.event_bytes_max
+        return self.ended_early == 0 and self.coverage >= 0.999 and same
 
     @property
     def p99_ms(self) -> float:
@@ -346,11 +360,6 @@ class Subscribers:
         if line.strip() != b"ready":
             self.stop()
             raise RuntimeError(f"the subscribers did not all connect: {line!r}")
-
-    def cpu_seconds(self) -> float:
-        probe = Managed()
-        probe.process = self.process
-        return probe.cpu_seconds()
 
     def finish(self) -> dict[str, Any]:
         """Tell them to stop; their findings."""
@@ -408,9 +417,8 @@ def feed_row(
         if run.warm:
             warm_up(run.wrk, service.url + first, AUTH, ingest_script("warm"), INGEST_FORMAT)
         listening = Subscribers(service.url, subscribers, directory / "subscribers.json", narrow)
-        service_cpu, listening_cpu, began = service.cpu_seconds(), listening.cpu_seconds(), 0.0
         try:
-            began = time.monotonic()
+            assert service.process and listening.process and redis_server.process
             args = {
                 "url": service.url,
                 "token": TOKEN,
@@ -419,15 +427,18 @@ def feed_row(
                 "sessions": FEED_SESSIONS,
                 "label": f"w{time.time_ns()}",
                 "out": str(directory / "writes.json"),
+                # The processes whose cores the writer reads over its writing.
+                "pids": {
+                    "service": service.process.pid,
+                    "subscribers": listening.process.pid,
+                    "redis": redis_server.process.pid,
+                },
             }
             subprocess.run(
                 [sys.executable, "-m", "bench.feed_load", "write", orjson.dumps(args).decode()],
                 cwd=BENCH_ROOT, check=True, timeout=seconds + FEED_GUARD,
             )  # fmt: skip
             time.sleep(FEED_TAIL)
-            elapsed = time.monotonic() - began
-            result.service_cores = (service.cpu_seconds() - service_cpu) / elapsed
-            result.subscriber_cores = (listening.cpu_seconds() - listening_cpu) / elapsed
             heard = listening.finish()
         finally:
             listening.stop()
@@ -436,6 +447,10 @@ def feed_row(
         result.writes = len(acks)
         result.write_statuses = written["statuses"]
         result.write_late_p99_ms = written["late_p99_ms"]
+        result.sent_behind = written["sent_behind_another"]
+        cores = written["cores"]
+        result.service_cores, result.subscriber_cores = cores["service"], cores["subscribers"]
+        result.writer_cores, result.redis_cores = cores["writer"], cores["redis"]
         result.sampled = len(heard["arrivals"])
         # Each sampled subscriber should hear every write to the sessions it follows.
         numbers = [int(message_id.rpartition("-")[2]) for message_id in acks]
@@ -450,6 +465,8 @@ def feed_row(
                 if message_id in acks:
                     result.latencies_ms.append((arrived - acks[message_id]) * 1000)
         result.events_min, result.events_max = min(heard["events"]), max(heard["events"])
+        event_bytes = heard["event_bytes"]
+        result.event_bytes_min, result.event_bytes_max = min(event_bytes), max(event_bytes)
         result.ended_early = heard["ended_early"]
         result.connected = heard["connected"]
         result.megabytes = heard["bytes"] / 1e6
@@ -484,12 +501,17 @@ def feed_report(result: FeedResult) -> list[str]:
         "|---|---:|",
         f"| writes acknowledged (statuses) | {result.writes:,} ({result.write_statuses}) |",
         f"| writes sent late, p99 ms (the writer's own lag) | {result.write_late_p99_ms:.1f} |",
+        f"| writes sent behind another on its connection (none idle) | {result.sent_behind:,} |",
         f"| subscribers connected / dropped by the service | {result.connected:,} / "
         f"{result.ended_early:,} |",
-        f"| events per subscriber, fewest-most | {result.events_min:,}-{result.events_max:,} |",
-        f"| MB sent to the subscribers | {result.megabytes:,.0f} |",
-        f"| cores busy while writing: service / subscribers' process | "
-        f"{result.service_cores:.2f} / {result.subscriber_cores:.2f} |",
+        f"| events per parsed subscriber, fewest-most | "
+        f"{result.events_min:,}-{result.events_max:,} |",
+        f"| events' bytes per subscriber, fewest-most | "
+        f"{result.event_bytes_min:,}-{result.event_bytes_max:,} |",
+        f"| MB received by the subscribers | {result.megabytes:,.0f} |",
+        f"| cores busy while writing: service / subscribers' process / writer / Redis | "
+        f"{result.service_cores:.2f} / {result.subscriber_cores:.2f} / "
+        f"{result.writer_cores:.2f} / {result.redis_cores:.2f} |",
         f"| sampled arrivals of acknowledged writes / expected | {result.coverage:.3f} |",
         f"| ack to arrival p50 ms | {result.p50_ms:.1f} |",
         f"| ack to arrival p99 ms | {result.p99_ms:.1f} |",
@@ -558,7 +580,7 @@ def report(run: LiveRun) -> str:
             )
     feed = run.feed
     if isinstance(feed, FeedResult):
-        complete = feed.ended_early == 0 and feed.coverage >= 0.999
+        complete = feed.complete
         lines.append(
             f"| feed: write ack to event arrival p99 ≤ {FEED_LATENCY_MS:g} ms "
             f"({feed.subscribers:,} {'narrowed ' if feed.narrow else ''}subscribers, "

@@ -7,17 +7,26 @@ What it keeps:
   at the moment :meth:`FeedHub.subscribe` returned, narrowed by its channel and session
   id. That position is at or before the newest event of any read of the stream made
   after ``subscribe`` returned, so a replay read then, followed by these events, leaves
-  no gap (service/feed_handlers.py drops the overlap).
-- A subscriber's queue is bounded (``max_events`` and ``max_bytes``, beyond one batch):
-  one that falls that far behind is ended and its ``on_behind`` called (the handler
-  drops its connection), never buffered more. It resumes by its last event id.
+  no gap (:meth:`Subscriber.sent_through` drops the overlap).
+- Until its handler has sent the replay, a subscriber's events wait in a queue bounded
+  by ``max_events`` and ``max_bytes`` (beyond one batch). Then the handler hands it the
+  connection (:meth:`Subscriber.go_live`) and the reader writes each batch to it
+  itself: no task per subscriber wakes for a batch. What the connection holds unsent
+  is bounded the same way: past ``max_bytes`` (beyond one batch), or with none of it
+  taken for ``stall_after`` while there is more to write, the client is behind. One
+  that falls behind is ended and its ``on_behind`` called (the handler drops its
+  connection), never buffered more. It resumes by its last event id.
 - An event's frame (its Server-Sent Events lines) is rendered once and each batch's
-  frames joined once, for every subscriber: an unfiltered subscriber costs a reference
-  and one write per batch. aiohttp-sse's ``EventSourceResponse.send()`` would format
-  every event again for every subscriber and write it alone, a cost that grows with
-  subscribers times events (the commit that made this module has the measurement); the
-  handler therefore writes these frames to aiohttp-sse's response, which keeps the
-  headers, the heartbeat comments and the send deadline.
+  frames joined once, and framed once as a chunk of a chunked body, for every
+  subscriber: an unfiltered subscriber costs one write per batch. aiohttp-sse's
+  ``EventSourceResponse.send()`` would format every event again for every subscriber
+  and write it alone, a cost that grows with subscribers times events (the commit that
+  made this module has the measurement); the response stays aiohttp-sse's, which keeps
+  the headers and the heartbeat comments. A narrowed subscriber takes its events from
+  the batch's events grouped once by session or channel.
+- After a batch that did not fill a read, the reader waits ``gather`` seconds before
+  its next read, so that what is written meanwhile comes as one batch: a batch costs
+  each subscriber a write, whatever its size.
 - A namespace's reader ends once it has no subscriber, at the end of its current
   blocking read (at most ``block_ms``). A Redis that cannot serve it is tried again
   after each of ``retry_delays``; when they are spent every subscriber of the
@@ -49,6 +58,11 @@ READ_COUNT = 200
 # What one subscriber may have waiting: a client this far behind is dropped.
 QUEUE_EVENTS = 1_000
 QUEUE_BYTES = 1 << 20
+# Seconds a live connection's write buffer may go without shrinking while there is more
+# to write (the app passes client_timeout).
+STALL_AFTER = 15.0
+# Seconds the reader waits after a batch before its next read (0: reads at once).
+GATHER = 0.0
 # Pauses before each new try of a read that Redis could not serve; then streams end.
 RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)
 
@@ -93,17 +107,65 @@ class LiveEvent:
 
 
 class Batch:
-    """Events read together, in stream order, and their frames joined."""
+    """Events read together, in stream order, and their frames joined; the same frames
+    as one chunk of a chunked answer, and the events by session and by channel, each
+    made once for every subscriber that asks."""
 
-    __slots__ = ("events", "frames")
+    __slots__ = ("_by_channel", "_by_session", "_chunk", "events", "frames")
 
     def __init__(self, events: Sequence[LiveEvent]) -> None:
         self.events = events
         self.frames = b"".join(event.frame for event in events)
+        self._chunk: bytes | None = None
+        self._by_session: dict[str, list[LiveEvent]] | None = None
+        self._by_channel: dict[str, list[LiveEvent]] | None = None
+
+    @property
+    def chunk(self) -> bytes:
+        """The frames framed as one chunk of a ``Transfer-Encoding: chunked`` body."""
+        if self._chunk is None:
+            self._chunk = b"%x\r\n%b\r\n" % (len(self.frames), self.frames)
+        return self._chunk
+
+    def after(self, key: tuple[int, int]) -> Batch | None:
+        """The events after position ``key``; None for none."""
+        if self.events[-1].key <= key:
+            return None
+        if self.events[0].key > key:
+            return self
+        return Batch([event for event in self.events if event.key > key])
+
+    def narrowed(self, channel: str | None, session_id: str | None) -> Batch | None:
+        """The events of ``session_id`` and ``channel`` (each when given); None for none."""
+        if session_id is not None:
+            if self._by_session is None:
+                self._by_session = _grouped(self.events, lambda event: event.session_id)
+            events = self._by_session.get(session_id, [])
+            if channel is not None:
+                events = [live for live in events if live.event.channel == channel]
+        elif channel is not None:
+            if self._by_channel is None:
+                self._by_channel = _grouped(self.events, lambda event: event.channel)
+            events = self._by_channel.get(channel, [])
+        else:
+            return self
+        if not events:
+            return None
+        return self if len(events) == len(self.events) else Batch(events)
+
+
+def _grouped(
+    events: Sequence[LiveEvent], by: Callable[[ChangeEvent], str]
+) -> dict[str, list[LiveEvent]]:
+    groups: dict[str, list[LiveEvent]] = {}
+    for live in events:
+        groups.setdefault(by(live.event), []).append(live)
+    return groups
 
 
 class Subscriber:
-    """One stream's queue of live events, filled by its namespace's reader."""
+    """One stream's events: queued by its namespace's reader until the handler has sent
+    the replay and the queue, then written by the reader straight to the connection."""
 
     def __init__(
         self,
@@ -113,6 +175,7 @@ class Subscriber:
         session_id: str | None,
         max_events: int,
         max_bytes: int,
+        stall_after: float,
         on_behind: Callable[[], object] | None,
     ) -> None:
         self.namespace = feed.namespace
@@ -123,16 +186,30 @@ class Subscriber:
         self._filtered = channel is not None or session_id is not None
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._stall_after = stall_after
         self._on_behind = on_behind
+        self._loop = asyncio.get_running_loop()
         self._pending: deque[Batch] = deque()
         self._events = 0
         self._bytes = 0
+        # Set when the subscriber ends, and while queued when a batch arrives.
         self._wake = asyncio.Event()
+        # Events at or before this position were sent by the replay.
+        self._sent_through: tuple[int, int] | None = None
+        # Once live: the connection, whether its body is chunked, what its write buffer
+        # held after the last write, and when the client was last seen taking from it.
+        self._transport: asyncio.Transport | None = None
+        self._chunked = True
+        self._held = 0
+        self._reading_at = 0.0
 
     @property
-    def buffered(self) -> tuple[int, int]:
-        """Events and frame bytes waiting to be taken."""
-        return self._events, self._bytes
+    def buffered(self) -> int:
+        """Bytes held in the process for this client: its queue's frames, or once live,
+        its connection's write buffer."""
+        if self._transport is not None:
+            return self._transport.get_write_buffer_size()
+        return self._bytes
 
     def wants(self, event: ChangeEvent) -> bool:
         return (self.channel is None or event.channel == self.channel) and (
@@ -140,26 +217,32 @@ class Subscriber:
         )
 
     def offer(self, batch: Batch) -> bool:
-        """Queue ``batch`` (what of it this subscriber wants); False when that would take
-        the queue past its bounds: then the subscriber is ended as BEHIND."""
+        """Queue or write ``batch`` (what of it this subscriber wants); False when that
+        would take what it holds past its bounds, or its client is gone: then the
+        subscriber is ended."""
         if self.ended is not None:
             return True
-        if self._filtered:
-            wanted = [event for event in batch.events if self.wants(event.event)]
-            if not wanted:
+        if self._sent_through is not None:
+            later = batch.after(self._sent_through)
+            if later is None:
                 return True
-            if len(wanted) < len(batch.events):
-                batch = Batch(wanted)
+            # Events come in stream order: every later one is after it too.
+            self._sent_through = None
+            batch = later
+        if self._filtered:
+            narrowed = batch.narrowed(self.channel, self.session_id)
+            if narrowed is None:
+                return True
+            batch = narrowed
+        if self._transport is not None:
+            return self._write(batch)
         events, size = len(batch.events), len(batch.frames)
         # One batch is always taken, however large: a single large event never ends a
         # subscriber that keeps up.
         if self._pending and (
             self._events + events > self._max_events or self._bytes + size > self._max_bytes
         ):
-            self.discard()
-            self.end(Ended.BEHIND)
-            if self._on_behind is not None:
-                self._on_behind()
+            self._behind()
             return False
         self._pending.append(batch)
         self._events += events
@@ -167,24 +250,82 @@ class Subscriber:
         self._wake.set()
         return True
 
+    def _write(self, batch: Batch) -> bool:
+        """Writes ``batch`` to the live connection. What the connection still holds is
+        bounded like a queue: past ``max_bytes``, or with nothing of it taken for
+        ``stall_after`` while there is more to write, the client is behind."""
+        transport = self._transport
+        assert transport is not None
+        if transport.is_closing():
+            self.end(Ended.GONE)
+            return False
+        data = batch.chunk if self._chunked else batch.frames
+        held = transport.get_write_buffer_size()
+        now = self._loop.time()
+        if held < self._held or not held:
+            # The client took some of what the last write left: it is reading.
+            self._reading_at = now
+        if held and (
+            held + len(data) > self._max_bytes or now - self._reading_at > self._stall_after
+        ):
+            self._behind()
+            return False
+        transport.write(data)
+        self._held = transport.get_write_buffer_size()
+        return True
+
+    def _behind(self) -> None:
+        self.discard()
+        self.end(Ended.BEHIND)
+        if self._on_behind is not None:
+            self._on_behind()
+
     def discard(self) -> None:
         """Forget every queued event (a replay is about to read them from Redis)."""
         self._pending.clear()
         self._events = self._bytes = 0
 
-    async def take(self) -> list[Batch]:
-        """Every queued batch, waiting for one; what is left after the subscriber ended,
-        then an empty list."""
-        while not self._pending and self.ended is None:
-            self._wake.clear()
-            await self._wake.wait()
+    def sent_through(self, key: tuple[int, int]) -> None:
+        """The replay sent every event up to position ``key``: none of them is sent again."""
+        kept = [after for batch in self._pending if (after := batch.after(key)) is not None]
+        self.discard()
+        for batch in kept:
+            self._pending.append(batch)
+            self._events += len(batch.events)
+            self._bytes += len(batch.frames)
+        if not kept:
+            self._sent_through = key
+
+    def queued(self) -> list[Batch]:
+        """Every queued batch (what is left after the subscriber ended too), taken."""
         batches = list(self._pending)
         self.discard()
         return batches
 
+    def go_live(self, transport: asyncio.Transport | None, *, chunked: bool) -> None:
+        """From now on every batch is written straight to ``transport`` (the stream's
+        connection, its body chunked or not). Its queue must be empty: what it held
+        goes first, through the response."""
+        assert not self._pending
+        if self.ended is not None:
+            return
+        if transport is None or transport.is_closing():
+            self.end(Ended.GONE)
+            return
+        self._transport = transport
+        self._chunked = chunked
+        self._reading_at = self._loop.time()
+
+    async def until_ended(self) -> Ended:
+        while self.ended is None:
+            self._wake.clear()
+            await self._wake.wait()
+        return self.ended
+
     def end(self, reason: Ended) -> None:
         if self.ended is None:
             self.ended = reason
+            self._transport = None
             self._wake.set()
 
 
@@ -214,6 +355,8 @@ class FeedHub:
         read_count: int = READ_COUNT,
         max_events: int = QUEUE_EVENTS,
         max_bytes: int = QUEUE_BYTES,
+        stall_after: float = STALL_AFTER,
+        gather: float = GATHER,
         retry_delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self._store = store
@@ -221,6 +364,8 @@ class FeedHub:
         self._read_count = read_count
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._stall_after = stall_after
+        self._gather = gather
         self._retry_delays = tuple(retry_delays)
         self._feeds: dict[str, _Feed] = {}
         self._closing = False
@@ -257,6 +402,7 @@ class FeedHub:
             session_id=session_id,
             max_events=self._max_events,
             max_bytes=self._max_bytes,
+            stall_after=self._stall_after,
             on_behind=on_behind,
         )
         feed.subscribers.add(subscriber)
@@ -335,6 +481,11 @@ class FeedHub:
             if events:
                 position = events[-1].id
                 self._deliver(feed, Batch([LiveEvent.of(event) for event in events]))
+                if self._gather and len(events) < self._read_count:
+                    # What is written meanwhile waits for the next read: a batch's cost
+                    # is mostly per subscriber, so fewer, larger batches cost less. A
+                    # full read means more is waiting already: read it at once.
+                    await asyncio.sleep(self._gather)
 
     @staticmethod
     def _deliver(feed: _Feed, batch: Batch) -> None:

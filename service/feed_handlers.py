@@ -5,21 +5,24 @@ No gap and no repeat across a reconnect: the request subscribes to the worker's 
 (service/feed.py) first, so that from then on every live event after the reader's
 position is queued for it; then it replays from Redis after the client's position, a
 page of REPLAY_PAGE events at a time, until a page reaches the stream's newest event,
-which is at or after that reader position; then it sends the queued and live events,
-skipping those at or before the last one replayed. Before each page the queue is
-emptied: what it held was committed before that page is read, so that page or a later
-one holds it, and a long replay never fills the queue.
+which is at or after that reader position; then it sends the queued events, skipping
+those at or before the last one replayed, and hands the connection to the hub, which
+writes the live ones (skipping the same). Before each page the queue is emptied: what
+it held was committed before that page is read, so that page or a later one holds it,
+and a long replay never fills the queue.
 
 Without a position the stream starts with the events that follow the subscription. A
 position that is no longer kept (or was never the stream's) gets a ``reset`` event,
 whose id is the stream's newest, then the events after it.
 
-The response is aiohttp-sse's EventSourceResponse: its headers, its heartbeat comment
-every ``events_heartbeat`` seconds (which also finds a client that has gone) and its
-send deadline. Frames are rendered once by the hub, not per subscriber (see
-service/feed.py), and written in pieces each taken within ``client_timeout``
-(service/deadlines.py); a client that stops reading is dropped, never buffered more
-than its bounded queue. Shutdown ends every stream after what it has queued.
+The response is aiohttp-sse's EventSourceResponse: its headers, and its heartbeat
+comment every ``events_heartbeat`` seconds (which also finds a client that has gone).
+Frames are rendered once by the hub, not per subscriber (see service/feed.py). The
+replay and the queue are written in pieces each taken within ``client_timeout``
+(service/deadlines.py); live, the hub bounds what the connection holds and drops a
+client that takes none of it for ``client_timeout``: a client that stops reading is
+dropped, never buffered without bound. Shutdown ends every stream after what it has
+queued.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_sse import EventSourceResponse
 
 from .appkeys import FEED, SETTINGS, STORE
@@ -187,24 +190,23 @@ async def _live(
     subscriber: Subscriber,
     last: tuple[int, int] | None,
 ) -> None:
-    """Sends the live events until the subscriber ends, skipping those at or before
-    ``last`` (the replay sent them)."""
-    while batches := await subscriber.take():
-        if last is None:
-            data = b"".join(batch.frames for batch in batches)
-        else:
-            frames = [e.frame for batch in batches for e in batch.events if e.key > last]
-            if frames:
-                # Events come in stream order: every later one is after ``last`` too.
-                last = None
-            data = b"".join(frames)
-        if data:
-            await send(request, response, data)
+    """Sends the queued events, skipping those at or before ``last`` (the replay sent
+    them), then hands the connection to the hub, which writes every later batch to it,
+    until the subscriber ends."""
+    if last is not None:
+        subscriber.sent_through(last)
+    while batches := subscriber.queued():
+        await send(request, response, b"".join(batch.frames for batch in batches))
+    # Nothing is queued now and nothing can be until this returns: the hub's next batch
+    # follows what the response wrote, on the same connection.
+    chunked = response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
+    subscriber.go_live(request.transport, chunked=chunked)
+    await subscriber.until_ended()
 
 
 async def feed_context(app: web.Application) -> AsyncIterator[None]:
     """The worker's feed hub, on the app's store; its readers stop at the end."""
-    app[FEED] = FeedHub(app[STORE])
+    app[FEED] = FeedHub(app[STORE], stall_after=app[SETTINGS].client_timeout)
     yield
     await app[FEED].aclose()
 

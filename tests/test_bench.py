@@ -414,18 +414,81 @@ def test_a_subscriber_counts_events_and_notes_message_ids_across_chunks() -> Non
     )
     frames += b": heartbeat\n\n"
     frames += b'id: 18-0\nevent: session.deleted\ndata: {"session":{"id":"x"}}\n\n'
-    sampled, plain = feed_load.Stream(sampled=True), feed_load.Stream(sampled=False)
+    sampled = feed_load.Stream(sampled=True, counted=True)
+    plain = feed_load.Stream(sampled=False, counted=True)
+    uncounted = feed_load.Stream(sampled=False, counted=False)
     # Cut anywhere, even inside a message id: each event is counted once, when whole.
-    for stream in (sampled, plain):
+    for stream in (sampled, plain, uncounted):
         for n, start in enumerate(range(0, len(frames), 7)):
             stream.take(frames[start : start + 7], float(n))
+        assert stream.received == stream.event_bytes == len(frames)
     assert sampled.events == plain.events == 4
-    assert sampled.received == len(frames)
+    assert uncounted.events == 0
     assert [message_id for message_id, _ in sampled.arrivals] == ["w-0", "w-1", "w-2"]
-    assert plain.arrivals == []
+    assert plain.arrivals == uncounted.arrivals == []
     # The time noted is the chunk's that completed the event.
     cut = frames.index(b"\n\n") + 2
     assert sampled.arrivals[0][1] == (cut - 1) // 7
+
+
+def chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%b\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
+async def test_a_subscription_decodes_a_chunked_answer_cut_anywhere() -> None:
+    frames = [
+        b'id: 17-%d\nevent: session.updated\ndata: {"session":{"id":"feed1"},'
+        b'"message":{"id":"w-%d","role":"user"}}\n\n' % (n, n)
+        for n in range(5)
+    ]
+    # Batches of frames, a heartbeat comment between them, a chunk extension.
+    body = chunked(frames[0] + frames[1], b": ping\n\n", frames[2], frames[3] + frames[4])
+    body = body.replace(b"\r\n", b";x=1\r\n", 1)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + body
+    )
+    for size in (1, 2, 3, 7, 64, len(answer)):
+        sampled = feed_load.Stream(sampled=True, counted=True)
+        uncounted = feed_load.Stream(sampled=False, counted=False)
+        for stream in (sampled, uncounted):
+            subscription = feed_load.Subscription(stream, b"", lambda: False)
+            for n, start in enumerate(range(0, len(answer), size)):
+                subscription.data_received(answer[start : start + size])
+                if n == 0 and size < 40:
+                    assert not subscription.answered.done()
+            assert subscription.answered.result() is None
+            # The last chunk arrived before the reader was told to stop.
+            assert stream.ended_early
+            assert stream.received == len(answer)
+            # The frames' bytes, not the framing's nor the comment's.
+            assert stream.event_bytes == sum(map(len, frames)), size
+        assert sampled.events == 5
+        assert [message_id for message_id, _ in sampled.arrivals] == [f"w-{n}" for n in range(5)]
+
+
+async def test_a_subscription_reports_an_answer_other_than_a_chunked_200() -> None:
+    stream = feed_load.Stream(sampled=False, counted=False)
+    subscription = feed_load.Subscription(stream, b"", lambda: False)
+    subscription.data_received(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}")
+    assert subscription.answered.result() == "http/1.1 401 unauthorized"
+
+
+async def test_the_writer_takes_answers_in_order_however_they_arrive() -> None:
+    answered: list[tuple[str, int]] = []
+    poster = feed_load.Poster(
+        lambda _, message_id, status, at: answered.append((message_id, status))
+    )
+    poster.waiting.extend(["a", "b", "c"])
+    answers = (
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        b'HTTP/1.1 503 Service Unavailable\r\nContent-Length: 14\r\n\r\n{"detail":"x"}'
+        b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n"
+    )
+    for start in range(0, len(answers), 5):
+        poster.data_received(answers[start : start + 5])
+    assert answered == [("a", 201), ("b", 503), ("c", 201)]
+    assert not poster.waiting
 
 
 @pytest.mark.real
@@ -434,10 +497,12 @@ def test_the_feed_row_joins_each_write_to_its_event(tmp_path: Path) -> None:
     result = live.feed_row(run, subscribers=20, rate=100, seconds=1.0)
     assert (result.connected, result.ended_early) == (20, 0)
     assert result.writes == 100 and result.write_statuses == {"201": 100}
-    # Every subscriber got every write's event; the sampled one noted each against its ack.
+    # Every subscriber got every write's event (the parsed one counted them, the others'
+    # bytes are as many); the sampled one noted each against its ack.
     assert result.events_min == result.events_max == 100
+    assert result.event_bytes_min == result.event_bytes_max > 100 * 400
     assert result.sampled == 1 and len(result.latencies_ms) == 100
-    assert result.coverage == 1.0
+    assert result.coverage == 1.0 and result.complete
     assert len(result.without) == len(result.with_subscribers) == len(result.dropped) == 1
     assert result.without[0].errors == result.with_subscribers[0].errors == 0
     table = live.report(run)

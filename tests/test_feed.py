@@ -531,13 +531,9 @@ async def test_many_subscribers_share_one_blocking_read(
         feed.close()
 
 
-async def test_a_client_that_does_not_read_is_dropped_with_its_queue_bounded(
-    api: Api,
-) -> None:
-    hub = api.client.app[FEED]
-    healthy = await open_feed(api)
-    # A client that asks for the stream, then never reads a byte more than its headers
-    # (a small receive buffer so that its socket fills soon).
+async def not_reading(api: Api) -> tuple[socket.socket, bytes]:
+    """A client that asks for the stream, then never reads a byte more than its headers
+    (a small receive buffer so that its socket fills soon); its socket and the head."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
@@ -553,6 +549,16 @@ async def test_a_client_that_does_not_read_is_dropped_with_its_queue_bounded(
         while b"\r\n\r\n" not in head:
             head += await loop.sock_recv(sock, 1)
     assert head.startswith(b"HTTP/1.1 200")
+    return sock, head
+
+
+async def test_a_client_that_does_not_read_is_dropped_with_its_queue_bounded(
+    api: Api,
+) -> None:
+    hub = api.client.app[FEED]
+    healthy = await open_feed(api)
+    sock, head = await not_reading(api)
+    loop = asyncio.get_running_loop()
     await wait_until(lambda: hub.readers().get("default") == 2, "both subscribed")
     content = "z" * 32_000
     frame_bytes = 0
@@ -564,11 +570,11 @@ async def test_a_client_that_does_not_read_is_dropped_with_its_queue_bounded(
             assert event.data["message"]["id"] == f"m{n}"
             written += 1
             frame_bytes = max(frame_bytes, len(orjson.dumps(event.data)) + 100)
-            queues = [s.buffered for s in hub.subscribers("default")]
-            # Each event reached every queue alone, after the one before was taken by
-            # the healthy client: no queue ever holds more than its bound and one event.
-            assert all(size <= QUEUE_BYTES + frame_bytes for _, size in queues), queues
-            if len(queues) == 1:
+            held = [s.buffered for s in hub.subscribers("default")]
+            # Each event reached every subscriber alone, after the one before was taken
+            # by the healthy client: none ever holds more than its bound and one event.
+            assert all(size <= QUEUE_BYTES + frame_bytes for size in held), held
+            if len(held) == 1:
                 break
         assert hub.readers() == {"default": 1}, "the client that does not read was dropped"
         # It got at most what its socket and bounded queue took before that.
@@ -584,6 +590,35 @@ async def test_a_client_that_does_not_read_is_dropped_with_its_queue_bounded(
     # It resumes by its last event id (here: from the start) and gets everything.
     resumed = await open_feed(api, since="0")
     assert [e.id for e in await resumed.take(written)] == await stream_ids(api)
+
+
+async def test_a_client_that_takes_nothing_for_client_timeout_is_dropped(
+    redis_client: RedisClient, settings: Settings, tokens: Tokens
+) -> None:
+    """Far below its bound: what its connection holds has not shrunk for longer than
+    client_timeout when the next event comes."""
+    async with serving(redis_client, settings, tokens, client_timeout=0.5) as api:
+        hub = api.client.app[FEED]
+        healthy = await open_feed(api)
+        sock, _ = await not_reading(api)
+        try:
+            await wait_until(lambda: hub.readers().get("default") == 2, "both subscribed")
+            held = 0
+            for n in range(400):
+                await api.ingest("big", id=f"m{n}", content="z" * 32_000)
+                await healthy.event()
+                # Once its socket's buffers are full, the process holds the rest.
+                held = max(s.buffered for s in hub.subscribers("default"))
+                if held:
+                    break
+            assert 0 < held < QUEUE_BYTES // 4
+            assert hub.readers() == {"default": 2}
+            await asyncio.sleep(0.6)
+            await api.ingest("big", id="late")
+            await healthy.event()
+            assert hub.readers() == {"default": 1}, "the client that took nothing was dropped"
+        finally:
+            sock.close()
 
 
 async def test_shutdown_ends_open_streams_cleanly(
