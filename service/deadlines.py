@@ -52,14 +52,18 @@ async def read_body(request: web.Request) -> bytes:
     its framing or encoding is broken or the client left before sending all of it (an
     answer nobody reads, but the request is logged and counted as the client's fault,
     not as a failure of ours)."""
-    timeout = client_timeout(request)
     try:
-        async with asyncio.timeout(timeout):
+        if request.content.is_eof():
+            # The whole body is here already (a small one comes with its headers):
+            # reading it cannot wait, so it needs no deadline.
+            return await request.read()
+        async with asyncio.timeout(client_timeout(request)):
             return await request.read()
     except TimeoutError:
         raise ApiError(
             408,
-            f"The body did not arrive within {timeout:g} s; send it whole, promptly.",
+            f"The body did not arrive within {client_timeout(request):g} s; send it whole, "
+            "promptly.",
             {"Connection": "close"},
         ) from None
     except web.RequestPayloadError:

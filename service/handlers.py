@@ -119,11 +119,11 @@ async def read_json(request: web.Request) -> Any:
         raw = await read_body(request)
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, f"Body is larger than the limit of {limit} bytes.") from None
-    if not raw.strip():
-        raise ApiError(400, "Body is empty; send a JSON object.")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        if not raw.strip():
+            raise ApiError(400, "Body is empty; send a JSON object.") from None
         raise ApiError(400, f"Body is not valid JSON: {error}.") from None
 
 
@@ -175,17 +175,18 @@ async def openapi(request: web.Request) -> web.Response:
 
 def entity_tag(request: web.Request, version: str) -> str:
     """The ETag of a read: the namespace's version, which moves with every change of an
-    answer, and the read itself (its namespace, path and query), so that one tag never
-    stands for two different answers."""
-    read = f"{namespace_of(request)}\0{request.path_qs}".encode()
+    answer, and the read itself (its namespace and its target, path and query as sent),
+    so that one tag never stands for two different answers."""
+    read = f"{namespace_of(request)}\0{request.raw_path}".encode()
     return f'"{version}.{zlib.crc32(read):08x}"'
 
 
-def tag_matches(request: web.Request, tag: str) -> bool:
-    """Whether If-None-Match names ``tag`` (or is ``*``); a weak tag compares equal."""
-    header = request.headers.get("If-None-Match")
-    if header is None:
-        return False
+def tag_matches(header: str, tag: str) -> bool:
+    """Whether the If-None-Match ``header`` names ``tag`` (or is ``*``); a weak tag
+    compares equal."""
+    # A client sends back the one tag it was given, as it was given.
+    if header == tag:
+        return True
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
     return "*" in candidates or tag in candidates
 
@@ -193,11 +194,12 @@ def tag_matches(request: web.Request, tag: str) -> bool:
 async def unchanged(request: web.Request, now: int) -> web.Response | None:
     """304 with the tag when If-None-Match holds the current one, after reading only the
     namespace's version; else None (and the read goes on)."""
-    if "If-None-Match" not in request.headers:
+    header = request.headers.get("If-None-Match")
+    if header is None:
         return None
     version = await request.app[STORE].version(namespace_of(request), now=now)
     tag = entity_tag(request, version)
-    if not tag_matches(request, tag):
+    if not tag_matches(header, tag):
         return None
     return web.Response(status=304, headers={"ETag": tag})
 

@@ -46,7 +46,7 @@ def raise_first_error(replies: Sequence[Any]) -> None:
 class Path(Protocol):
     """A way to send commands to Redis, each exchange one round trip."""
 
-    async def exchange(self, commands: Sequence[Command]) -> list[Any]:
+    def exchange(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
         """The commands' replies in order; a failed command's error is its reply."""
 
     async def transaction(self, commands: Sequence[Command]) -> list[Any]:
@@ -61,8 +61,10 @@ class LinkPath:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
 
-    async def exchange(self, commands: Sequence[Command]) -> list[Any]:
-        return await self._link.exchange(pack(commands), len(commands))
+    def exchange(self, commands: Sequence[Command]) -> Awaitable[list[Any]]:
+        # Not a coroutine: the caller awaits the link's reply itself, one coroutine less
+        # per round trip.
+        return self._link.exchange(pack(commands), len(commands))
 
     async def transaction(self, commands: Sequence[Command]) -> list[Any]:
         # MULTI answers OK and each command QUEUED (or its refusal); EXEC every reply.
@@ -162,9 +164,14 @@ class Transport:
         and got no answer raises :class:`OutcomeUnknown`.
         """
         sent = False
+        # The shared link keeps its own deadline (one watchdog per connection); other
+        # connections get one ``asyncio.timeout`` per round trip (:meth:`_bounded`).
+        linked = shared and self._link_path is not None
         for attempt in (1, 2):
             try:
-                return await self._round_trip(operation, shared)
+                if linked:
+                    return await operation()
+                return await self._bounded(operation)
             except ConnectFailed as error:
                 failure: Exception = error
             except (redis_errors.ConnectionError, ConnectionError) as error:
@@ -190,11 +197,8 @@ class Transport:
                 raise kind(f"Redis is unreachable ({failure})") from failure
         raise AssertionError("unreachable")
 
-    async def _round_trip(self, operation: Callable[[], Awaitable[T]], shared: bool) -> T:
-        """``operation`` under its deadline: the shared link keeps its own (one watchdog
-        per connection); other connections get one ``asyncio.timeout`` per round trip."""
-        if self._link_path is not None and shared:
-            return await operation()
+    async def _bounded(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """``operation`` on redis-py's connections, under the round trip's deadline."""
         async with asyncio.timeout(self._timeout):
             if not self._initialized:
                 await self._initialize_cluster()
@@ -216,12 +220,18 @@ class Transport:
         self, script: AsyncScript, command: Command, *, shared: bool = True
     ) -> Any:
         """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
-        replies = await self._loading(script, lambda: self.exchange([command], shared=shared))
+        try:
+            replies = await self.exchange([command], shared=shared)
+        except redis_errors.NoScriptError:
+            # A new or restarted server lacks the script. Handled here as :meth:`_loading`
+            # does, without its coroutine and callback: every write takes this path.
+            await self.load(script)
+            replies = await self.exchange([command], shared=shared)
         return replies[0]
 
     async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
         """``send()``, and once more after loading ``script`` if Redis did not have it (a
-        new or restarted server): the one way a call meets a missing script."""
+        new or restarted server)."""
         try:
             return await send()
         except redis_errors.NoScriptError:
