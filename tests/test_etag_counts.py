@@ -14,6 +14,7 @@ from service.app import create_app
 from service.settings import Settings
 from service.store import migrate_legacy_cards
 from service.store.keys import keys_of
+from service.store.migrate import LAYOUT
 from service.store.types import RedisClient
 
 from conftest import Api, Tokens, quote
@@ -134,7 +135,7 @@ async def test_counts_learn_the_channels_of_an_earlier_release(
     await migrate_legacy_cards(redis_client, "default")
     _, after = await api.call("GET", "/api/sessions/counts")
     assert set(after["channels"]) == {"web", "slack"}
-    assert await redis_client.get(keys.layout) == b"3"
+    assert await redis_client.get(keys.layout) == LAYOUT.encode()
 
 
 @pytest.fixture

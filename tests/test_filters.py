@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from service.models import MessageIn
 from service.store import InvariantChecker, ListFilter, SessionNotFound, SessionStore
+from service.store.keys import keys_of
 from service.store.types import SessionChange
 
 from conftest import ACTIVE_WINDOW_MS, Api
@@ -282,7 +283,7 @@ async def apply(store: SessionStore, models: dict[str, Model], op: tuple[Any, ..
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=operations)
 async def test_indexes_follow_the_hashes(store: SessionStore, ops: list[tuple[Any, ...]]) -> None:
@@ -319,6 +320,30 @@ async def test_a_combination_pages_on_past_a_bound(store: SessionStore) -> None:
     found, totals, exact = await walk(store, None, ListFilter(reader="ops", unread=True), 50)
     assert [i["id"] for i in found] == ["s1100"]
     assert len(totals) >= 3
+
+
+async def test_a_session_read_to_its_end_until_its_next_message(store: SessionStore) -> None:
+    """read_to_end names the readers whose marks reach the count: a message takes them
+    out, a mark short of the end too, and the counts and `check` follow."""
+    for session_id in ("a", "b"):
+        await store.add_message(
+            NS, session_id, MessageIn("m1", "user", "hi", NOW, None, "web"), now=NOW
+        )
+    for reader in ("ops", "q*a->x"):
+        await store.mark_read(NS, "a", reader, up_to=None, now=NOW)
+    await store.mark_read(NS, "b", "ops", up_to=None, now=NOW)
+    record = await store._redis.hgetall(keys_of(NS).session("a"))
+    assert sorted(orjson.loads(record[b"read_to_end"])) == ["ops", "q*a->x"]
+    assert (await store.counts(NS, now=NOW, reader="ops")).as_dict()["unread"] == 0
+    await store.add_message(NS, "a", MessageIn("m2", "user", "hi", NOW, None, "web"), now=NOW)
+    record = await store._redis.hgetall(keys_of(NS).session("a"))
+    assert b"read_to_end" not in record
+    for reader, unread in (("ops", 1), ("q*a->x", 2)):
+        assert (await store.counts(NS, now=NOW, reader=reader)).as_dict()["unread"] == unread
+    await store.mark_read(NS, "b", "ops", up_to=0, now=NOW)
+    assert b"read_to_end" not in await store._redis.hgetall(keys_of(NS).session("b"))
+    assert (await store.counts(NS, now=NOW, reader="ops")).as_dict()["unread"] == 2
+    assert (await InvariantChecker(store._redis).check(NS)).problems == []
 
 
 async def test_a_readers_unread_counts_on_every_page_path(store: SessionStore) -> None:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from service.models import MessageIn
 from service.store import InvariantChecker, Keys, SessionStore, migrate_legacy_cards, move_cards
+from service.store.types import SessionChange
 
 from redis_process import RedisProcess
 
@@ -82,7 +83,8 @@ async def test_migrate_moves_every_card_and_the_answers_stay_the_same(
     assert await move_cards(client, NAMESPACE, batch=2, progress=lambda *p: progress.append(p)) == (
         cards
     )
-    assert progress[-1] == (cards, cards) and len(progress) == cards // 2 + 1
+    # The index's batches, then one over the archived sessions (none).
+    assert progress[-1] == (cards, cards) and len(progress) == cards // 2 + 2
     # Nothing of the old layout is left, and running again moves nothing.
     assert not [k async for k in client.scan_iter(match=keys.card_prefix + "*")]
     assert not [k async for k in client.scan_iter(match=keys.meta_prefix + "*")]
@@ -127,6 +129,37 @@ async def test_a_write_or_read_that_meets_a_card_first_moves_it(
     assert renamed.title_source == "user"
     await store.delete_session(NAMESPACE, "19:abc@thread.v2")
     assert await move_cards(client, NAMESPACE) == len(expected) - 4
+    report = await InvariantChecker(client).check(NAMESPACE)
+    assert report.ok, report.problems
+    await store.aclose()
+    await client.aclose()
+
+
+async def test_migrate_names_the_readers_who_read_a_session_to_its_end(
+    redis_server: RedisProcess,
+) -> None:
+    """0.3 kept no read_to_end: the move names the readers whose marks reach each count,
+    archived sessions too, so that the next message moves their counts."""
+    client = Redis.from_url(redis_server.url)
+    await client.flushall()
+    store = SessionStore(client, active_window_ms=900_000)
+    keys = Keys(NAMESPACE)
+    for n in range(5):
+        message = MessageIn("m1", "user", "hi", NOW, None, "web")
+        await store.add_message(NAMESPACE, f"s{n}", message, now=NOW)
+        await store.mark_read(NAMESPACE, f"s{n}", "ops", up_to=None, now=NOW)
+    await store.mark_read(NAMESPACE, "s0", "ops", up_to=0, now=NOW)
+    await store.update_session(NAMESPACE, "s4", SessionChange(archived=True), now=NOW)
+    async with client.pipeline(transaction=False) as pipe:
+        for n in range(5):
+            pipe.hdel(keys.session(f"s{n}"), "read_to_end")
+        pipe.set(keys.layout, "3")
+        await pipe.execute()
+    assert not (await InvariantChecker(client).check(NAMESPACE)).ok
+    assert await migrate_legacy_cards(client, NAMESPACE, batch=2) == 0
+    for n in range(5):
+        read_to_end = await client.hget(keys.session(f"s{n}"), "read_to_end")
+        assert read_to_end == (None if n == 0 else b'["ops"]')
     report = await InvariantChecker(client).check(NAMESPACE)
     assert report.ok, report.problems
     await store.aclose()

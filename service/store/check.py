@@ -7,9 +7,30 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import orjson
+
 from .keys import Keys, keys_of
 from .record import render_item, text_of
 from .types import RedisClient
+
+
+def check_read_to_end(
+    records: dict[str, dict[bytes, bytes]], readers: list[str], report: CheckReport
+) -> None:
+    """Each session's read_to_end names exactly the readers whose marks reach its count."""
+    for session_id, record in records.items():
+        count = int(record[b"message_count"])
+        read_to_end = {
+            reader
+            for reader in readers
+            if count > 0 and int(record.get(f"read:{reader}".encode(), b"-1")) >= count
+        }
+        stored = set(orjson.loads(record.get(b"read_to_end", b"[]")))
+        if stored != read_to_end:
+            report.problems.append(
+                f"session {session_id!r} names {sorted(stored)} as read to its end, "
+                f"but its marks make {sorted(read_to_end)}"
+            )
 
 
 class Organisation(NamedTuple):
@@ -198,6 +219,7 @@ class InvariantChecker:
     ) -> None:
         live = [r for r in records.values() if r.get(b"archived") != b"true"]
         readers = sorted(text_of(r) for r in await self._redis.smembers(keys.readers))
+        check_read_to_end(records, readers, report)
         wanted: dict[str, Counter[str]] = {keys.empty: Counter()}
         for reader in readers:
             wanted[keys.read_through(reader)] = Counter()

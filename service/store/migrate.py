@@ -26,7 +26,7 @@ LEGACY_SOURCES = {"d": TITLE_DEFAULT, "a": TITLE_AUTO, "u": TITLE_USER}
 BATCH = 500
 # The layout this release keeps, marked in a namespace once a pass over all its sessions
 # brought them to it: later starts skip the pass.
-LAYOUT = "3"
+LAYOUT = "4"
 
 
 async def migrate_first_release(redis: RedisClient, namespace: str, batch: int = BATCH) -> int:
@@ -85,22 +85,28 @@ async def move_cards(
     batch: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Move a namespace's card sessions to hashes, and name its channels in its channels
-    set, one script call per ``batch`` ranks of its index; returns how many moved.
-    ``progress(ranks read, moved)`` is told after each batch."""
+    """Move a namespace's card sessions to hashes, name its channels in its channels set
+    and its sessions' readers read to the end, one script call per ``batch`` ranks of its
+    index, then of its archived sessions; returns how many moved. ``progress(ranks read,
+    moved)`` is told after each batch."""
     keys = keys_of(namespace)
     script = redis.register_script(script_text("move_cards"))
-    rank = moved = 0
-    while True:
-        moved_here, read = await script(
-            keys=[keys.index, keys.channels], args=[keys.session_prefix, rank, batch]
-        )
-        rank += int(read)
-        moved += int(moved_here)
-        if progress is not None:
-            progress(rank, moved)
-        if int(read) < batch:
-            return moved
+    ranks = moved = 0
+    for listing in (keys.index, keys.archived):
+        rank = 0
+        while True:
+            moved_here, read = await script(
+                keys=[listing, keys.channels, keys.readers],
+                args=[keys.session_prefix, rank, batch],
+            )
+            rank += int(read)
+            moved += int(moved_here)
+            if progress is not None:
+                progress(ranks + rank, moved)
+            if int(read) < batch:
+                break
+        ranks += rank
+    return moved
 
 
 async def migrate_legacy_cards(

@@ -6,10 +6,12 @@ A session is a Redis hash whose fields read as they are (``HGETALL`` in redis-cl
 shows them): ``title``, ``title_source`` (default, auto or user), ``channel``,
 ``created_at`` and ``updated_at`` (RFC 3339, milliseconds, UTC), ``message_count``;
 only when set: ``pinned`` and ``archived`` (``true``), ``tags`` (comma-joined),
-``user``, ``metadata`` (JSON) and ``read:<reader>`` (messages that reader has read);
-and ``item``: the session's list item as JSON members, ``"title":…,"created_at":…,
-"updated_at":…,"message_count":…,"channel":…,"pinned":…,"archived":…,"tags":[…]``
-and ``,"user":…`` when set.
+``user``, ``metadata`` (JSON), ``read:<reader>`` (messages that reader has read) and
+``read_to_end`` (a JSON array of the readers whose marks reach ``message_count``, so
+that a message finds them without reading every reader's mark); and ``item``: the
+session's list item as JSON members, ``"title":…,"created_at":…,"updated_at":…,
+"message_count":…,"channel":…,"pinned":…,"archived":…,"tags":[…]`` and ``,"user":…``
+when set.
 Every write keeps ``item`` true to the other fields, so that a page reads one field
 per session (one GET pattern of its SORT) and joins it as it is
 (``{"id":…,<item>,"active":…}``).

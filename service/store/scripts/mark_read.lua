@@ -12,13 +12,22 @@ local mark = s.count
 if ARGV[3] ~= '' then mark = math.min(tonumber(ARGV[3]), s.count) end
 local score = redis.call('ZSCORE', memberships(ns, s)[1][1], ARGV[1]) or '0'
 redis.call('SADD', ns .. 'readers', ARGV[2])
-local readers, before = read_marks(ns, KEYS[1])
 local old = redis.call('HGET', KEYS[1], field)
 if tostring(mark) ~= old then
   redis.call('HSET', KEYS[1], field, string.format('%d', mark))
-  local _, after = read_marks(ns, KEYS[1])
-  local state = state_of(s)
-  reads_moved(ns, readers, before, after, state, state)
+  local before = state_of(s)
+  local reads = {}
+  for _, reader in ipairs(before.reads) do
+    if reader ~= ARGV[2] then reads[#reads + 1] = reader end
+  end
+  if s.count > 0 and mark >= s.count then reads[#reads + 1] = ARGV[2] end
+  s.reads = reads
+  if #reads > 0 then
+    redis.call('HSET', KEYS[1], 'read_to_end', cjson.encode(reads))
+  else
+    redis.call('HDEL', KEYS[1], 'read_to_end')
+  end
+  reads_moved(ns, before, state_of(s))
   emit(KEYS[1], 'session.updated', ARGV[1], s.channel, score, record_item(s))
 end
 return {redis.call('HGETALL', KEYS[1]), score}

@@ -1,10 +1,11 @@
 -- The session record, as service/store/record.py defines it: a hash of readable fields
 -- (title, title_source, channel, created_at, updated_at, message_count; pinned and
--- archived ('true' when so), tags (comma-joined), user, metadata and read marks when
--- set) and `item`, the session's list item as JSON members (without its id and
+-- archived ('true' when so), tags (comma-joined), user, metadata, read marks and
+-- read_to_end when set) and `item`, the session's list item as JSON members (without its id and
 -- activity), kept by every write so that a page reads one field per session.
 -- A record in Lua: {title, source, channel, created, updated, count, pinned, archived,
--- tags (a list), user (nil for none)}.
+-- tags (a list), user (nil for none), reads (the readers who read it to its end; nil
+-- or a list)}.
 --! include events.lua
 local json_short = {['"'] = '\\"', ['\\'] = '\\\\', ['\8'] = '\\b', ['\9'] = '\\t',
   ['\10'] = '\\n', ['\12'] = '\\f', ['\13'] = '\\r'}
@@ -78,14 +79,14 @@ end
 -- The session at `key`, or nil.
 local function record_read(key)
   local f = redis.call('HMGET', key, 'title', 'title_source', 'channel', 'created_at',
-    'updated_at', 'message_count', 'pinned', 'archived', 'tags', 'user')
+    'updated_at', 'message_count', 'pinned', 'archived', 'tags', 'user', 'read_to_end')
   if not f[1] then
     if not legacy_move(key) then return nil end
     return record_read(key)
   end
   return {title = f[1], source = f[2], channel = f[3], created = f[4], updated = f[5],
     count = tonumber(f[6]), pinned = f[7] == 'true', archived = f[8] == 'true',
-    tags = split_tags(f[9]), user = f[10] or nil}
+    tags = split_tags(f[9]), user = f[10] or nil, reads = f[11] and cjson.decode(f[11])}
 end
 
 -- Writes the session's fields and its item (`item`, when the caller made it already);
@@ -103,6 +104,10 @@ local function record_write(key, s, item)
     fields[#fields + 1] = table.concat(s.tags, ',')
   end
   if s.user then fields[#fields + 1] = 'user'; fields[#fields + 1] = s.user end
+  if s.reads and #s.reads > 0 then
+    fields[#fields + 1] = 'read_to_end'
+    fields[#fields + 1] = cjson.encode(s.reads)
+  end
   redis.call('HSET', key, unpack(fields))
   return item
 end
@@ -112,6 +117,7 @@ local function record_clear(key, s)
   if not s.pinned then unset[#unset + 1] = 'pinned' end
   if not s.archived then unset[#unset + 1] = 'archived' end
   if #s.tags == 0 then unset[#unset + 1] = 'tags' end
+  if not s.reads or #s.reads == 0 then unset[#unset + 1] = 'read_to_end' end
   if #unset > 0 then redis.call('HDEL', key, unpack(unset)) end
 end
 
@@ -166,45 +172,60 @@ end
 -- messages that reader has read. Counts answer the sessions (not archived) with unread
 -- messages per channel from as many numbers as there are channels: those of the
 -- channel, less those without messages (the hash `empty`, per channel), less those the
--- reader has read to the end (the hash read-through:<reader>, per channel); each write
--- keeps both. A state is {count, archived, channel} of a session, or nil for none.
-local function read_marks(ns, key)
-  local readers = redis.call('SMEMBERS', ns .. 'readers')
-  if #readers == 0 then return readers, {} end
-  local fields = {}
-  for i, reader in ipairs(readers) do fields[i] = 'read:' .. reader end
-  return readers, redis.call('HMGET', key, unpack(fields))
-end
-
+-- reader has read to the end (the hash read-through:<reader>, per channel). The
+-- session's field read_to_end (a JSON array) names the readers whose mark reaches its
+-- count, so that a write moves those counts without reading every reader's mark: the
+-- work of a message grows with the readers who read that session to its end, not with
+-- all readers. A state is {count, archived, channel, reads} of a session, or nil.
 local function state_of(s)
   if not s then return nil end
-  return {count = s.count, archived = s.archived, channel = s.channel}
+  return {count = s.count, archived = s.archived, channel = s.channel, reads = s.reads or {}}
 end
 
-local function read_through(state, mark)
-  return state ~= nil and not state.archived and state.count > 0
-    and mark ~= nil and mark ~= false and tonumber(mark) >= state.count
+-- The readers whose read-through count holds a session in `state`: those who read it to
+-- its end, while it is listed (not archived) and has messages.
+local function counted_readers(state)
+  if state == nil or state.archived or state.count == 0 then return {} end
+  return state.reads
 end
 
 local function empty(state)
   return state ~= nil and not state.archived and state.count == 0
 end
 
--- Moves the empty and read-through counts from the session's state `before` (read
--- marks `marks_before`) to `after` (marks `marks_after`).
-local function reads_moved(ns, readers, marks_before, marks_after, before, after)
+-- Moves the empty and read-through counts from the session's state `before` to `after`.
+local function reads_moved(ns, before, after)
   if empty(before) ~= empty(after) then
     local state = empty(after) and after or before
     redis.call('HINCRBY', ns .. 'empty', state.channel, empty(after) and 1 or -1)
   end
-  for i, reader in ipairs(readers) do
-    local was = read_through(before, marks_before[i])
-    local is = read_through(after, marks_after[i])
-    if was ~= is then
-      local state = is and after or before
-      redis.call('HINCRBY', ns .. 'read-through:' .. reader, state.channel, is and 1 or -1)
+  local was, is = {}, {}
+  for _, reader in ipairs(counted_readers(before)) do was[reader] = true end
+  for _, reader in ipairs(counted_readers(after)) do is[reader] = true end
+  for _, reader in ipairs(counted_readers(before)) do
+    if not is[reader] then
+      redis.call('HINCRBY', ns .. 'read-through:' .. reader, before.channel, -1)
     end
   end
+  for _, reader in ipairs(counted_readers(after)) do
+    if not was[reader] then
+      redis.call('HINCRBY', ns .. 'read-through:' .. reader, after.channel, 1)
+    end
+  end
+end
+
+-- The readers of `s.reads` whose marks still reach `s.count`, once messages were added:
+-- the session's reads after them.
+local function reads_kept(key, s)
+  if not s.reads or #s.reads == 0 then return {} end
+  local fields = {}
+  for i, reader in ipairs(s.reads) do fields[i] = 'read:' .. reader end
+  local marks = redis.call('HMGET', key, unpack(fields))
+  local kept = {}
+  for i, reader in ipairs(s.reads) do
+    if marks[i] and tonumber(marks[i]) >= s.count then kept[#kept + 1] = reader end
+  end
+  return kept
 end
 
 -- Writes a change already made to `s` (`before`: its memberships, `was`: its state,
@@ -214,8 +235,7 @@ local function record_changed(ns, key, id, s, before, was, score, item)
   item = record_write(key, s, item)
   record_clear(key, s)
   reindex(ns, id, before, memberships(ns, s), score, false)
-  local readers, marks = read_marks(ns, key)
-  reads_moved(ns, readers, marks, marks, was, state_of(s))
+  reads_moved(ns, was, state_of(s))
   emit(key, 'session.updated', id, s.channel, score, item)
   return item
 end
@@ -224,8 +244,7 @@ end
 -- sets and counts, and appends its event.
 local function record_delete(ns, key, id, s)
   reindex(ns, id, memberships(ns, s), {}, '0', false)
-  local readers, marks = read_marks(ns, key)
-  reads_moved(ns, readers, marks, marks, state_of(s), nil)
+  reads_moved(ns, state_of(s), nil)
   redis.call('UNLINK', key, ns .. 'messages:' .. id, ns .. 'seen:' .. id)
   emit(key, 'session.deleted', id, s.channel)
 end

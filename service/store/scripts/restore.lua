@@ -72,12 +72,13 @@ if #pushed > 0 then
   write = true
 end
 if write then
+  s.reads = reads_kept(key, s)
   local item = record_write(key, s)
+  if #s.reads == 0 then redis.call('HDEL', key, 'read_to_end') end
   if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)
-  local readers, marks = read_marks(ns, key)
-  reads_moved(ns, readers, marks, marks, was, state_of(s))
+  reads_moved(ns, was, state_of(s))
   emit(key, created == 1 and 'session.created' or 'session.updated', id, s.channel,
     string.format('%d', score), item)
 end
