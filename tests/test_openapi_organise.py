@@ -43,13 +43,13 @@ def parameters(path: str, method: str = "get") -> set[str]:
 
 def walked(query: dict[str, str]) -> bool:
     """The document's rule: a query is read by rank when one sorted set holds it (at most
-    one of channel, pinned=true, tag and user, archived false or true); else it walks."""
+    one of channel, pinned=true, tag and user, archived false or true, reader or not);
+    else it walks."""
     positives = sum(name in query and query[name] == value for name, value in POSITIVE.items())
     return (
         positives > 1
         or query.get("pinned") == "false"
         or query.get("archived") == "any"
-        or "reader" in query
         or query.get("unread") == "true"
     )
 
