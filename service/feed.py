@@ -61,8 +61,10 @@ QUEUE_BYTES = 1 << 20
 # Seconds a live connection's write buffer may go without shrinking while there is more
 # to write (the app passes client_timeout).
 STALL_AFTER = 15.0
-# Seconds the reader waits after a batch before its next read (0: reads at once).
-GATHER = 0.0
+# Seconds the reader waits after a batch (that did not fill its read) before its next
+# read: under a steady flow of events, fewer and larger batches, each costing every
+# subscriber one write, at the price of this much delay for some events.
+GATHER = 0.01
 # Pauses before each new try of a read that Redis could not serve; then streams end.
 RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)
 
@@ -107,9 +109,10 @@ class LiveEvent:
 
 
 class Batch:
-    """Events read together, in stream order, and their frames joined; the same frames
-    as one chunk of a chunked answer, and the events by session and by channel, each
-    made once for every subscriber that asks."""
+    """Events read together (one at least: an empty chunk would end a chunked body), in
+    stream order, and their frames joined; the same frames as one chunk of a chunked
+    answer, and the events by session and by channel, each made once for every
+    subscriber that asks."""
 
     __slots__ = ("_by_channel", "_by_session", "_chunk", "events", "frames")
 
