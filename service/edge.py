@@ -216,8 +216,10 @@ def edge(app: web.Application, handler: Handler, route: str, scope: str | None =
             raise
         finally:
             elapsed = time.perf_counter() - started
+            method = request.method
             # Any token is a valid HTTP method: a label per stranger would grow without bound.
-            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
             metrics.observe(method, route, status, elapsed)
             access_log.record(method, route, status, elapsed * 1000)
 

@@ -220,13 +220,17 @@ class Transport:
         self, script: AsyncScript, command: Command, *, shared: bool = True
     ) -> Any:
         """``command``, an EVALSHA of ``script``, loading the script if Redis lacks it."""
+        # What :meth:`exchange` and :meth:`_loading` do, without their coroutines: every
+        # write comes this way.
+        path = self._path(shared)
         try:
-            replies = await self.exchange([command], shared=shared)
+            replies = await path.exchange([command])
+            raise_first_error(replies)
         except redis_errors.NoScriptError:
-            # A new or restarted server lacks the script. Handled here as :meth:`_loading`
-            # does, without its coroutine and callback: every write takes this path.
+            # A new or restarted server lacks the script.
             await self.load(script)
-            replies = await self.exchange([command], shared=shared)
+            replies = await path.exchange([command])
+            raise_first_error(replies)
         return replies[0]
 
     async def _loading(self, script: AsyncScript, send: Callable[[], Awaitable[T]]) -> T:
