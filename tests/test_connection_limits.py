@@ -177,6 +177,31 @@ async def test_a_body_trickled_in_is_cut_at_the_deadline(served_port: int, token
     assert parse_answer(answered)[0] == 408
 
 
+async def test_a_body_sent_in_pieces_after_its_headers_is_read_whole(
+    served_port: int, tokens: Tokens
+) -> None:
+    """A body that is not all there when the handler starts is waited for (a whole one
+    is read at once): every piece arrives, and the message is stored as sent."""
+    content = "pieces " * 40
+    body = orjson.dumps({"role": "user", "content": content, "channel": "web", "id": "p1"})
+    reader, writer = await asyncio.open_connection("127.0.0.1", served_port)
+    writer.write(
+        f"POST /api/sessions/pieces/messages HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {tokens['admin']}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    for start in range(0, len(body), 100):
+        await writer.drain()
+        # A pause far shorter than the deadline: the handler has begun on a partial body.
+        await asyncio.sleep(POLL)
+        writer.write(body[start : start + 100])
+    await writer.drain()
+    status, _, answer = parse_answer(await read_all(reader))
+    writer.close()
+    assert status == 201
+    assert orjson.loads(answer)["message"]["content"] == content
+
+
 def open_descriptors(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
