@@ -22,8 +22,8 @@ service, what the row measures.
   sessions, on a fixed pool of keep-alive connections. Each is sent when it is due
   (open loop), on an idle connection, else behind another on the least busy one
   (counted). It writes each stored message's id and the time its 201 arrived, and the
-  cores that it and the processes ARGS names (the service, the subscribers, Redis) used
-  from its first write to its last answer, to the file ARGS names.
+  cores that it, the processes ARGS names (the service, the subscribers, Redis) and the
+  whole machine used from its first write to its last answer, to the file ARGS names.
 
 The harness (bench/live.py) joins the two: a write's latency to a subscriber is the
 arrival of its event there less the arrival of its acknowledgement.
@@ -327,6 +327,14 @@ class Poster(asyncio.Protocol):
             self.answered(self, self.waiting.popleft(), 0, time.monotonic())
 
 
+def host_busy_seconds() -> float:
+    """CPU time every core of the machine has spent on anything but idling so far."""
+    with open("/proc/stat") as stat:
+        ticks = [int(field) for field in stat.readline().split()[1:]]
+    # The fourth and fifth fields are idle and waiting for I/O.
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int | str) -> float:
     """CPU time process ``pid`` has used so far, user and system (from /proc)."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -372,6 +380,7 @@ async def write(args: dict[str, Any]) -> dict[str, Any]:
     idle.extend(posters)
     behind = 0
     cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    host_before = host_busy_seconds()
     began = time.monotonic()
     first = loop.time()
     number = 0
@@ -399,6 +408,8 @@ async def write(args: dict[str, Any]) -> dict[str, Any]:
         await all_answered
     elapsed = time.monotonic() - began
     cores = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in watched.items()}
+    # Every process of the machine: what the others used is this less the ones watched.
+    cores["host"] = (host_busy_seconds() - host_before) / elapsed
     for poster in posters:
         if poster.transport is not None:
             poster.transport.close()

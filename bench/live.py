@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -295,6 +296,8 @@ class FeedResult:
     subscriber_cores: float = 0.0
     writer_cores: float = 0.0
     redis_cores: float = 0.0
+    # And every process of the machine, these and whatever else ran meanwhile.
+    host_cores: float = 0.0
     # Events each parsed subscriber got, fewest and most (bench/feed_load.py's Stream).
     events_min: int = 0
     events_max: int = 0
@@ -451,6 +454,7 @@ def feed_row(
         cores = written["cores"]
         result.service_cores, result.subscriber_cores = cores["service"], cores["subscribers"]
         result.writer_cores, result.redis_cores = cores["writer"], cores["redis"]
+        result.host_cores = cores["host"]
         result.sampled = len(heard["arrivals"])
         # Each sampled subscriber should hear every write to the sessions it follows.
         numbers = [int(message_id.rpartition("-")[2]) for message_id in acks]
@@ -512,6 +516,8 @@ def feed_report(result: FeedResult) -> list[str]:
         f"| cores busy while writing: service / subscribers' process / writer / Redis | "
         f"{result.service_cores:.2f} / {result.subscriber_cores:.2f} / "
         f"{result.writer_cores:.2f} / {result.redis_cores:.2f} |",
+        f"| cores busy on the whole machine meanwhile (of {os.cpu_count()}) | "
+        f"{result.host_cores:.2f} |",
         f"| sampled arrivals of acknowledged writes / expected | {result.coverage:.3f} |",
         f"| ack to arrival p50 ms | {result.p50_ms:.1f} |",
         f"| ack to arrival p99 ms | {result.p99_ms:.1f} |",

@@ -503,6 +503,8 @@ def test_the_feed_row_joins_each_write_to_its_event(tmp_path: Path) -> None:
     assert result.event_bytes_min == result.event_bytes_max > 100 * 400
     assert result.sampled == 1 and len(result.latencies_ms) == 100
     assert result.coverage == 1.0 and result.complete
+    # The cores of every process the writer watched, and of the whole machine.
+    assert result.service_cores > 0 and result.writer_cores > 0 and result.host_cores > 0
     assert len(result.without) == len(result.with_subscribers) == len(result.dropped) == 1
     assert result.without[0].errors == result.with_subscribers[0].errors == 0
     table = live.report(run)
