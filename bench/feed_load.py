@@ -133,7 +133,7 @@ class Subscription(asyncio.Protocol):
         self._comment = False
         # A chunk size line cut by the end of a read.
         self._line = b""
-        # The last chunk has arrived.
+        # The last chunk has arrived, or an answer that is no stream.
         self._finished = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -156,6 +156,7 @@ class Subscription(asyncio.Protocol):
             chunked = b"\r\ntransfer-encoding: chunked" in head
             if not head.startswith(b"http/1.1 200 ") or not chunked:
                 self._settle(head.partition(b"\r\n")[0].decode())
+                self._finished = True
                 return
             self._settle(None)
             start = end + len(HEAD_END)

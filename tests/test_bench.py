@@ -470,8 +470,11 @@ async def test_a_subscription_decodes_a_chunked_answer_cut_anywhere() -> None:
 async def test_a_subscription_reports_an_answer_other_than_a_chunked_200() -> None:
     stream = feed_load.Stream(sampled=False, counted=False)
     subscription = feed_load.Subscription(stream, b"", lambda: False)
-    subscription.data_received(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}")
+    subscription.data_received(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 11\r\n\r\n{}")
+    # The rest of its body is no chunk framing.
+    subscription.data_received(b'\n{"a":1}\n')
     assert subscription.answered.result() == "http/1.1 401 unauthorized"
+    assert stream.event_bytes == 0
 
 
 async def test_the_writer_takes_answers_in_order_however_they_arrive() -> None:
