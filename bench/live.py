@@ -493,13 +493,15 @@ def feed_row(
 
 
 def feed_report(result: FeedResult) -> list[str]:
+    others = "" if result.narrow else ", the others count their events' bytes"
     lines = [
         "",
         f"Feed: {result.subscribers:,} subscribers of GET /api/events in one namespace "
         f"({'each narrowed to one session by ?session_id=' if result.narrow else 'whole'}), "
         f"one worker, {result.rate:,} single-message writes a second for "
         f"{result.seconds:g} s over {FEED_SESSIONS:,} sessions; every {SAMPLE_EVERY}th "
-        f"subscriber ({result.sampled}) notes each event's arrival.",
+        f"subscriber ({result.sampled}) parses its events and notes each one's arrival"
+        f"{others}; cores are read over the writing.",
         "",
         "| feed | figure |",
         "|---|---:|",
