@@ -33,6 +33,9 @@ class _Flight:
     # The latest clock reading among the waiting reads: the next round trip reads as of
     # then, which is no earlier than any of them arrived.
     now: int
+    # Looked up once a flight, not by every read that boards it (each look-up asks the
+    # system for the process id).
+    loop: asyncio.AbstractEventLoop
     boarding: list[asyncio.Future[object]] = field(default_factory=list)
 
 
@@ -51,9 +54,9 @@ class Coalescer(Generic[K, V]):
     async def read(self, key: K, now: int) -> V:
         flight = self._flights.get(key)
         if flight is None:
-            flight = self._flights[key] = _Flight(now)
+            flight = self._flights[key] = _Flight(now, asyncio.get_running_loop())
         else:
-            ticket: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            ticket: asyncio.Future[object] = flight.loop.create_future()
             flight.boarding.append(ticket)
             flight.now = max(flight.now, now)
             try:
