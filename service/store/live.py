@@ -3,6 +3,7 @@ the change feed's events."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable
 
 from ..coalesce import Coalescer
@@ -35,7 +36,11 @@ def version_commands(keys: Keys, cutoff: int) -> list[Command]:
 class LiveReads(StoreBase):
     """Version, counts and events of a namespace."""
 
-    _versions: Coalescer[str, str]
+    @functools.cached_property
+    def _versions(self) -> Coalescer[str, str]:
+        """Overlapping version reads of a namespace, sharing one round trip (made on
+        first use)."""
+        return Coalescer(self._read_version)
 
     def version(self, namespace: str, *, now: int) -> Awaitable[str]:
         """The namespace's version (:func:`version_of`) as of ``now`` or later, in one

@@ -33,7 +33,6 @@ from .fold import fold_case, reads_same_in_json
 from .keys import Keys, keys_of
 from .limits import (
     BATCH_CHUNK,
-    EVENTS_RETENTION,
     FIELDS_SEPARATOR,
     LIST_SCAN_BOUND,
     PAGE_BYTES,
@@ -70,7 +69,6 @@ from .types import (
     Message,
     MessagePage,
     PageQuery,
-    RedisClient,
     RestoreOutcome,
     SearchHit,
     SearchPage,
@@ -126,25 +124,10 @@ def ingest_start(namespace: str, sha: str) -> bytes:
 class SessionStore(LiveReads, OrganiseWrites):
     """Sessions, their index and their messages, in Redis, one round trip per call."""
 
-    def __init__(
-        self,
-        redis: RedisClient,
-        *,
-        active_window_ms: int,
-        timeout: float | None = None,
-        events_retention: int = EVENTS_RETENTION,
-    ) -> None:
-        """``timeout`` bounds each round trip as a whole; give it when the client itself
-        has no socket timeout (see :func:`service.connections.open_redis`).
-        ``events_retention``: the events each namespace's feed keeps at least."""
-        super().__init__(
-            redis,
-            active_window_ms=active_window_ms,
-            timeout=timeout,
-            events_retention=events_retention,
-        )
-        self._pages = Coalescer(self._read_page)
-        self._versions = Coalescer(self._read_version)
+    @functools.cached_property
+    def _pages(self) -> Coalescer[PageQuery, SessionPage]:
+        """Overlapping equal page reads, sharing one round trip (made on first use)."""
+        return Coalescer(self._read_page)
 
     async def list_sessions(
         self,

@@ -80,10 +80,7 @@ local function ingest_run(key, list, seen, default_title, messages, first, last,
   local before_count = redis.call('RPUSH', list, unpack(pushed)) - #pushed
   for n = 2, #seen_pairs, 2 do seen_pairs[n] = before_count + seen_pairs[n] - 1 end
   redis.call('HSET', seen, unpack(seen_pairs))
-  if was and #was.reads > 0 then
-    s.reads = reads_kept(key, s)
-    if #s.reads == 0 then redis.call('HDEL', key, 'read_to_end') end
-  end
+  reads_after_messages(key, s)
   record_write(key, s, item)
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)

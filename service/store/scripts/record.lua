@@ -214,10 +214,11 @@ local function reads_moved(ns, before, after)
   end
 end
 
--- The readers of `s.reads` whose marks still reach `s.count`, once messages were added:
--- the session's reads after them.
-local function reads_kept(key, s)
-  if not s.reads or #s.reads == 0 then return {} end
+-- Once messages were added to `s`: keeps in `s.reads` the readers whose marks still
+-- reach its count, and takes the field away when none is left (record_write writes it
+-- when some are).
+local function reads_after_messages(key, s)
+  if not s.reads or #s.reads == 0 then return end
   local fields = {}
   for i, reader in ipairs(s.reads) do fields[i] = 'read:' .. reader end
   local marks = redis.call('HMGET', key, unpack(fields))
@@ -225,7 +226,8 @@ local function reads_kept(key, s)
   for i, reader in ipairs(s.reads) do
     if marks[i] and tonumber(marks[i]) >= s.count then kept[#kept + 1] = reader end
   end
-  return kept
+  s.reads = kept
+  if #kept == 0 then redis.call('HDEL', key, 'read_to_end') end
 end
 
 -- Writes a change already made to `s` (`before`: its memberships, `was`: its state,

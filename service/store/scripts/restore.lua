@@ -72,9 +72,8 @@ if #pushed > 0 then
   write = true
 end
 if write then
-  s.reads = reads_kept(key, s)
+  reads_after_messages(key, s)
   local item = record_write(key, s)
-  if #s.reads == 0 then redis.call('HDEL', key, 'read_to_end') end
   if created == 1 and ARGV[12] ~= '' then redis.call('HSET', key, 'metadata', ARGV[12]) end
   reindex(ns, id, before or {}, memberships(ns, s), string.format('%d', score),
     score_text ~= nil)
