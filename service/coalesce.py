@@ -5,7 +5,11 @@ to come back, then goes with every other equal read that arrived meanwhile: one
 round trip answers them all. Nobody rides a round trip sent before it arrived, so
 every answer is a state of Redis read after its request came in, and a write that
 finished before a read began is always in that read's answer. A read with no equal
-read in the air goes at once.
+read in the air goes at once, in its own request's task.
+
+The round trip for the reads that waited is made by a task of its own, so a waiting
+read is a bare future: its request resumes straight from it, and one that goes away
+(cancelled) takes nothing from the others.
 
 Dashboards polling the same first page is the common case: under load one worker
 answers many of them from one Redis reply, and Redis sees one page read per round
@@ -17,17 +21,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-# Set on a waiting read's ticket: it leads the next round trip for its key.
-_LEAD = object()
-
 
 @dataclass(slots=True)
-class _Flight:
+class _Flight(Generic[V]):
     """One key's reads: a round trip in the air, and the reads waiting for the next."""
 
     # The latest clock reading among the waiting reads: the next round trip reads as of
@@ -36,7 +37,10 @@ class _Flight:
     # Looked up once a flight, not by every read that boards it (each look-up asks the
     # system for the process id).
     loop: asyncio.AbstractEventLoop
-    boarding: list[asyncio.Future[object]] = field(default_factory=list)
+    boarding: list[asyncio.Future[V]] = field(default_factory=list)
+    # The task reading for those who waited (held here: the loop keeps only a weak
+    # reference to a task).
+    follower: asyncio.Task[None] | None = None
 
 
 class Coalescer(Generic[K, V]):
@@ -44,70 +48,60 @@ class Coalescer(Generic[K, V]):
 
     def __init__(self, read: Callable[[K, int], Awaitable[V]]) -> None:
         self._read = read
-        self._flights: dict[K, _Flight] = {}
+        self._flights: dict[K, _Flight[V]] = {}
 
     def waiting(self, key: K) -> int:
         """How many reads of ``key`` wait for the next round trip."""
         flight = self._flights.get(key)
         return 0 if flight is None else len(flight.boarding)
 
-    async def read(self, key: K, now: int) -> V:
+    def read(self, key: K, now: int) -> Awaitable[V]:
+        """``key`` read as of ``now`` or later. Not a coroutine: a read that waits is
+        handed its future, with no frame of ours between it and its request."""
         flight = self._flights.get(key)
         if flight is None:
             flight = self._flights[key] = _Flight(now, asyncio.get_running_loop())
-        else:
-            ticket: asyncio.Future[object] = flight.loop.create_future()
-            flight.boarding.append(ticket)
-            flight.now = max(flight.now, now)
-            try:
-                outcome = await ticket
-            except asyncio.CancelledError:
-                if _leads(ticket):
-                    # Cancelled just as it was to lead: the next one waiting leads.
-                    self._hand_over(key, flight)
-                raise
-            if outcome is not _LEAD:
-                return cast(V, outcome)
-        return await self._lead(key, flight)
+            return self._lead(key, flight, now)
+        ticket: asyncio.Future[V] = flight.loop.create_future()
+        flight.boarding.append(ticket)
+        if now > flight.now:
+            flight.now = now
+        return ticket
 
-    async def _lead(self, key: K, flight: _Flight) -> V:
+    async def _lead(self, key: K, flight: _Flight[V], now: int) -> V:
+        """The first read of a quiet key: its own round trip, in its own task."""
+        try:
+            return await self._read(key, now)
+        finally:
+            # Gone or answered, those who came meanwhile get their round trip.
+            self._follow(key, flight)
+
+    async def _read_for_waiting(self, key: K, flight: _Flight[V]) -> None:
         riders, flight.boarding = flight.boarding, []
         now, flight.now = flight.now, 0
         try:
             value = await self._read(key, now)
         except asyncio.CancelledError:
-            # Those riding got no answer: they wait again, and the first of them leads.
-            flight.boarding[:0] = riders
-            flight.now = max(flight.now, now)
-            self._hand_over(key, flight)
+            # The loop is ending: nobody is left to answer.
+            for ticket in (*riders, *flight.boarding):
+                ticket.cancel()
+            del self._flights[key]
             raise
         except Exception as error:
             for ticket in riders:
                 if not ticket.done():
                     ticket.set_exception(error)
-            self._hand_over(key, flight)
-            raise
-        for ticket in riders:
-            if not ticket.done():
-                ticket.set_result(value)
-        self._hand_over(key, flight)
-        return value
+        else:
+            for ticket in riders:
+                if not ticket.done():
+                    ticket.set_result(value)
+        self._follow(key, flight)
 
-    def _hand_over(self, key: K, flight: _Flight) -> None:
-        """Wake the first read still waiting to lead the next round trip, if any."""
-        boarding = flight.boarding
-        while boarding:
-            ticket = boarding.pop(0)
-            if not ticket.done():
-                ticket.set_result(_LEAD)
-                return
-        del self._flights[key]
-
-
-def _leads(ticket: asyncio.Future[object]) -> bool:
-    return (
-        ticket.done()
-        and not ticket.cancelled()
-        and ticket.exception() is None
-        and ticket.result() is _LEAD
-    )
+    def _follow(self, key: K, flight: _Flight[V]) -> None:
+        """After a round trip: the next one for the reads still waiting, or the key is
+        quiet."""
+        if any(not ticket.done() for ticket in flight.boarding):
+            flight.follower = flight.loop.create_task(self._read_for_waiting(key, flight))
+        else:
+            flight.follower = None
+            del self._flights[key]

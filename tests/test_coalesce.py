@@ -44,7 +44,7 @@ async def settle() -> None:
 async def test_a_lone_read_goes_at_once_with_its_own_time() -> None:
     reads = GatedReads()
     coalescer = Coalescer(reads)
-    task = asyncio.create_task(coalescer.read("page", 100))
+    task = asyncio.ensure_future(coalescer.read("page", 100))
     await settle()
     assert reads.calls == [("page", 100)]
     reads.release(0, "first")
@@ -55,10 +55,10 @@ async def test_a_lone_read_goes_at_once_with_its_own_time() -> None:
 async def test_reads_arriving_in_flight_share_the_next_round_trip_only() -> None:
     reads = GatedReads()
     coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.read("page", 100))
+    first = asyncio.ensure_future(coalescer.read("page", 100))
     await settle()
-    later = [asyncio.create_task(coalescer.read("page", now)) for now in (105, 120, 110)]
-    other = asyncio.create_task(coalescer.read("other", 107))
+    later = [asyncio.ensure_future(coalescer.read("page", now)) for now in (105, 120, 110)]
+    other = asyncio.ensure_future(coalescer.read("other", 107))
     await settle()
     # The in-flight read left before they came: they wait; another key goes at once.
     assert reads.calls == [("page", 100), ("other", 107)]
@@ -78,12 +78,12 @@ async def test_reads_arriving_in_flight_share_the_next_round_trip_only() -> None
 async def test_a_failure_reaches_its_riders_and_the_next_ones_read_again() -> None:
     reads = GatedReads()
     coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.read("page", 1))
+    first = asyncio.ensure_future(coalescer.read("page", 1))
     await settle()
-    riders = [asyncio.create_task(coalescer.read("page", 2)) for _ in range(2)]
+    riders = [asyncio.ensure_future(coalescer.read("page", 2)) for _ in range(2)]
     reads.release(0, "ok")
     await settle()
-    late = asyncio.create_task(coalescer.read("page", 3))
+    late = asyncio.ensure_future(coalescer.read("page", 3))
     await settle()
     reads.release(1, ConnectionError("redis went away"))
     for rider in riders:
@@ -95,46 +95,60 @@ async def test_a_failure_reaches_its_riders_and_the_next_ones_read_again() -> No
     assert await first == "ok" and await late == "back"
 
 
-async def test_a_cancelled_leader_hands_its_riders_to_a_new_round_trip() -> None:
+async def test_a_first_read_that_goes_away_leaves_the_waiting_their_round_trip() -> None:
     reads = GatedReads()
     coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.read("page", 1))
+    first = asyncio.ensure_future(coalescer.read("page", 1))
     await settle()
-    riders = [asyncio.create_task(coalescer.read("page", now)) for now in (2, 3)]
-    reads.release(0, "one")
+    riders = [asyncio.ensure_future(coalescer.read("page", now)) for now in (2, 3)]
     await settle()
-    # The second round trip is in the air for both riders; its leader goes away.
-    assert len(reads.calls) == 2
-    leader = next(r for r in riders if not r.done())
-    leader.cancel()
+    # The first read's request goes away while its round trip is in the air.
+    first.cancel()
     await settle()
-    assert len(reads.calls) == 3 and reads.calls[2] == ("page", 3)
-    reads.release(2, "three")
-    survivor = riders[1] if leader is riders[0] else riders[0]
-    assert await survivor == "three"
-    assert await first == "one"
+    assert first.cancelled()
+    assert reads.calls == [("page", 1), ("page", 3)]
+    reads.release(1, "three")
+    assert await asyncio.gather(*riders) == ["three", "three"]
     assert coalescer.waiting("page") == 0
 
 
-async def test_a_read_cancelled_just_as_it_was_to_lead_passes_the_lead_on() -> None:
+async def test_a_waiting_read_that_goes_away_takes_nothing_from_the_others() -> None:
     reads = GatedReads()
     coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.read("page", 1))
+    first = asyncio.ensure_future(coalescer.read("page", 1))
     await settle()
-    chosen = asyncio.create_task(coalescer.read("page", 2))
+    gone = asyncio.ensure_future(coalescer.read("page", 2))
+    behind = asyncio.ensure_future(coalescer.read("page", 3))
     await settle()
-    behind = asyncio.create_task(coalescer.read("page", 3))
-    await settle()
+    gone.cancel()
     reads.release(0, "one")
-    # ``chosen`` is woken to lead; it is cancelled before it runs.
-    await asyncio.sleep(0)
-    chosen.cancel()
     await settle()
-    assert chosen.cancelled()
+    assert gone.cancelled()
     assert reads.calls[1:] == [("page", 3)]
     reads.release(1, "three")
     assert await behind == "three" and await first == "one"
     assert coalescer.waiting("page") == 0
+
+
+async def test_no_round_trip_is_made_when_every_waiting_read_went_away() -> None:
+    reads = GatedReads()
+    coalescer = Coalescer(reads)
+    first = asyncio.ensure_future(coalescer.read("page", 1))
+    await settle()
+    gone = [asyncio.ensure_future(coalescer.read("page", 2)) for _ in range(3)]
+    await settle()
+    for read in gone:
+        read.cancel()
+    reads.release(0, "one")
+    assert await first == "one"
+    await settle()
+    assert reads.calls == [("page", 1)]
+    # The key is quiet again: the next read goes at once.
+    again = asyncio.ensure_future(coalescer.read("page", 4))
+    await settle()
+    assert reads.calls[1:] == [("page", 4)]
+    reads.release(1, "four")
+    assert await again == "four"
 
 
 class HeldReplies:
