@@ -232,7 +232,7 @@ async def test_a_write_done_before_a_read_began_is_in_its_page(
         await reader.list_sessions("default", limit=50, now=now)  # connects and loads
         await direct.config_resetstat()
         held.open.clear()
-        in_flight = asyncio.create_task(reader.list_sessions("default", limit=50, now=now))
+        in_flight = asyncio.ensure_future(reader.list_sessions("default", limit=50, now=now))
         for _ in range(5000):
             if await sort_calls(direct) >= 1:
                 break
@@ -242,7 +242,7 @@ async def test_a_write_done_before_a_read_began_is_in_its_page(
         # second message is stored, and then equal reads begin.
         await writer.add_message("default", "chat", message(2), now=now)
         later = [
-            asyncio.create_task(reader.list_sessions("default", limit=50, now=now + n))
+            asyncio.ensure_future(reader.list_sessions("default", limit=50, now=now + n))
             for n in range(1, 6)
         ]
         await settle()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, NamedTuple, cast
 
 import orjson
@@ -129,7 +129,7 @@ class SessionStore(LiveReads, OrganiseWrites):
         """Overlapping equal page reads, sharing one round trip (made on first use)."""
         return Coalescer(self._read_page)
 
-    async def list_sessions(
+    def list_sessions(
         self,
         namespace: str,
         *,
@@ -140,13 +140,16 @@ class SessionStore(LiveReads, OrganiseWrites):
         channel: str | None = None,
         active: bool | None = None,
         filters: ListFilter = NO_FILTER,
-    ) -> SessionPage:
+    ) -> Awaitable[SessionPage]:
         """A page as of ``now`` or later: overlapping equal queries share one round trip
         (:mod:`service.coalesce`), each reading Redis after it arrived. A page one sorted
         set holds is read by rank (offset or cursor); other filters are found by a
-        bounded walk from the cursor (:meth:`_scan_page`; offset 0 only)."""
+        bounded walk from the cursor (:meth:`_scan_page`; offset 0 only).
+
+        Not a coroutine: the caller awaits the shared read itself, one coroutine less on
+        every page."""
         query = PageQuery(namespace, limit, offset, cursor, channel, active, filters)
-        return await self._pages.read(query, now)
+        return self._pages.read(query, now)
 
     async def _read_page(self, query: PageQuery, now: int) -> SessionPage:
         namespace, limit, offset, cursor, channel, active, filters = query
