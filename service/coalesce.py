@@ -60,16 +60,25 @@ class Coalescer(Generic[K, V]):
         handed its future, with no frame of ours between it and its request."""
         flight = self._flights.get(key)
         if flight is None:
-            flight = self._flights[key] = _Flight(now, asyncio.get_running_loop())
-            return self._lead(key, flight, now)
+            return self._lead(key, now)
+        return self._board(flight, now)
+
+    def _board(self, flight: _Flight[V], now: int) -> asyncio.Future[V]:
         ticket: asyncio.Future[V] = flight.loop.create_future()
         flight.boarding.append(ticket)
         if now > flight.now:
             flight.now = now
         return ticket
 
-    async def _lead(self, key: K, flight: _Flight[V], now: int) -> V:
-        """The first read of a quiet key: its own round trip, in its own task."""
+    async def _lead(self, key: K, now: int) -> V:
+        """The first read of a quiet key: its own round trip, in its own task. The key's
+        flight begins when this runs, not when it was asked for, so that a read asked
+        for and never awaited leaves nobody waiting behind it."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            # Another first read began in between: this one waits like any other.
+            return await self._board(flight, now)
+        flight = self._flights[key] = _Flight(now, asyncio.get_running_loop())
         try:
             return await self._read(key, now)
         finally:

@@ -151,6 +151,34 @@ async def test_no_round_trip_is_made_when_every_waiting_read_went_away() -> None
     assert await again == "four"
 
 
+async def test_a_read_asked_for_and_never_awaited_holds_nobody_up() -> None:
+    reads = GatedReads()
+    coalescer = Coalescer(reads)
+    forgotten = coalescer.read("page", 1)
+    assert asyncio.iscoroutine(forgotten)
+    forgotten.close()
+    read = asyncio.ensure_future(coalescer.read("page", 2))
+    await settle()
+    assert reads.calls == [("page", 2)]
+    reads.release(0, "two")
+    assert await read == "two"
+
+
+async def test_two_first_reads_asked_for_at_once_share_one_round_trip() -> None:
+    reads = GatedReads()
+    coalescer = Coalescer(reads)
+    # Both are asked for before either runs: the second finds the first's flight.
+    first, second = coalescer.read("page", 1), coalescer.read("page", 2)
+    both = asyncio.gather(first, second)
+    await settle()
+    assert reads.calls == [("page", 1)]
+    reads.release(0, "one")
+    await settle()
+    assert reads.calls[1:] == [("page", 2)]
+    reads.release(1, "two")
+    assert await both == ["one", "two"]
+
+
 class HeldReplies:
     """A TCP relay to Redis that can hold Redis's replies back while commands go through."""
 
