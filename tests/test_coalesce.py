@@ -176,7 +176,7 @@ async def test_two_first_reads_asked_for_at_once_share_one_round_trip() -> None:
     await settle()
     assert reads.calls[1:] == [("page", 2)]
     reads.release(1, "two")
-    assert await both == ["one", "two"]
+    assert list(await both) == ["one", "two"]
 
 
 class HeldReplies:
