@@ -147,11 +147,9 @@ def preflight_answer(origin: str, allowed: bool) -> web.Response:
     )
 
 
-def authorize(
-    request: web.Request, scope: str | None, tokens: TokenRegistry, limiter: RateLimiter | None
-) -> Principal:
-    """The caller of an /api request, who holds ``scope`` (None: any valid token will do)."""
-    token = parse_bearer(request.headers.get("Authorization"))
+def resolve_bearer(header: str, tokens: TokenRegistry) -> Principal:
+    """The principal of an ``Authorization: Bearer <token>`` header; 401 without one."""
+    token = parse_bearer(header)
     if token is None:
         raise ApiError(
             401,
@@ -165,6 +163,20 @@ def authorize(
             "The bearer token is not valid.",
             {"WWW-Authenticate": BEARER_CHALLENGE + ', error="invalid_token"'},
         )
+    return principal
+
+
+def authorize(
+    request: web.Request, scope: str | None, tokens: TokenRegistry, limiter: RateLimiter | None
+) -> Principal:
+    """The caller of an /api request, who holds ``scope`` (None: any valid token will do)."""
+    header = request.headers.get("Authorization", "")
+    connection = request.transport
+    principal = None if connection is None else tokens.remembered(connection, header)
+    if principal is None:
+        principal = resolve_bearer(header, tokens)
+        if connection is not None:
+            tokens.remember(connection, header, principal)
     if scope is not None and scope not in principal.scopes:
         raise ApiError(403, f"This token lacks the {scope} scope this request needs.")
     if limiter is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 import zlib
@@ -45,6 +46,8 @@ from .store import (
 )
 
 MAX_LIST_LIMIT = 500
+# The reads whose ETag checksum is kept: paths are at most 8 KiB (aiohttp's line limit).
+READ_CHECKSUMS = 1024
 MAX_HISTORY_LIMIT = 500
 MAX_OFFSET = 10**9
 MAX_BATCH = 1000
@@ -176,12 +179,20 @@ async def openapi(request: web.Request) -> web.Response:
 # --- sessions -----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=READ_CHECKSUMS)
+def read_checksum(namespace: str, raw_path: str) -> str:
+    """The CRC-32 of a read (its namespace, and its path and query as sent), in hex:
+    worked out once for each of the reads most recently seen, since dashboards repeat
+    the same few."""
+    read = f"{namespace}\0{raw_path}".encode()
+    return f"{zlib.crc32(read):08x}"
+
+
 def entity_tag(request: web.Request, version: str) -> str:
     """The ETag of a read: the namespace's version, which moves with every change of an
     answer, and the read itself (its namespace and its target, path and query as sent),
     so that one tag never stands for two different answers."""
-    read = f"{namespace_of(request)}\0{request.raw_path}".encode()
-    return f'"{version}.{zlib.crc32(read):08x}"'
+    return f'"{version}.{read_checksum(namespace_of(request), request.raw_path)}"'
 
 
 def tag_matches(header: str, tag: str) -> bool:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import hmac
 import logging
 import re
 
+import orjson
 import pytest
 from aiohttp import web
 
-from service.appkeys import ROUTE_SCOPES
-from service.auth import TokenRegistry, hash_token, new_token, parse_bearer
+from service.appkeys import ROUTE_SCOPES, TOKENS
+from service.auth import Principal, TokenRegistry, hash_token, new_token, parse_bearer
 from service.settings import SCOPES, TokenConfig
 
 from conftest import Api, Tokens
@@ -143,3 +146,113 @@ async def test_tokens_never_reach_the_log(api: Api, caplog: pytest.LogCaptureFix
     for secret in [*api.tokens.secrets.values(), wrong]:
         assert secret not in text
         assert hash_token(secret) not in text
+
+
+class Connection:
+    """Stands for a client's connection: any object a weak reference can follow."""
+
+
+def test_a_connection_is_remembered_with_its_last_valid_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = new_token()
+    registry = TokenRegistry((TokenConfig("bot", hash_token(secret), frozenset(SCOPES), "ns"),))
+    principal = registry.resolve(secret)
+    assert principal is not None
+    compared: list[tuple[str, str]] = []
+    real_compare = hmac.compare_digest
+
+    def counting(a: str, b: str) -> bool:
+        compared.append((a, b))
+        return real_compare(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    first, second = Connection(), Connection()
+    header = f"Bearer {secret}"
+    assert registry.remembered(first, header) is None
+    registry.remember(first, header, principal)
+    assert registry.remembered(first, header) is principal
+    # Compared in constant time: one connection may carry several clients' requests.
+    assert compared[-1] == (header, header)
+    assert registry.remembered(first, header[:-1] + "x") is None
+    assert registry.remembered(first, header + " ") is None
+    assert registry.remembered(first, "") is None
+    assert registry.remembered(second, header) is None
+    # A header that is not ASCII is never kept nor compared (compare_digest refuses it).
+    compared.clear()
+    assert registry.remembered(first, header + "é") is None
+    registry.remember(second, "Bearer é", principal)
+    assert registry.remembered(second, "Bearer é") is None and compared == []
+    assert registry.remembered_connections == 1
+    # Nothing outlives its connection.
+    del first
+    gc.collect()
+    assert registry.remembered_connections == 0
+
+
+async def http_exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, authorization: str | None
+) -> tuple[int, bytes]:
+    """One request on a kept-alive connection, and its status and body."""
+    header = "" if authorization is None else f"Authorization: {authorization}\r\n"
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n{header}\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    return status, await reader.readexactly(length)
+
+
+async def test_one_connection_sending_other_headers_is_checked_each_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection's remembered header lets only that very header through: another
+    token, a wrong one or none on the same connection is checked as on a new one."""
+    await api.ingest(SESSION, content="of default")
+    registry: TokenRegistry = api.client.app[TOKENS]
+    # The test client's own connection, kept alive in its pool.
+    kept_before = registry.remembered_connections
+    resolved: list[str] = []
+    real_resolve = registry.resolve
+
+    def counting(token: str) -> Principal | None:
+        resolved.append(token)
+        return real_resolve(token)
+
+    monkeypatch.setattr(registry, "resolve", counting)
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    admin, other = (f"Bearer {api.tokens[name]}" for name in ("admin", "other"))
+    try:
+        sent = [
+            (admin, 200, 1),
+            (admin, 200, 1),
+            ("Bearer cs_not_a_real_token", 401, None),
+            (None, 401, None),
+            (other, 200, 0),
+            (other, 200, 0),
+            (admin[:-1], 401, None),
+            (admin, 200, 1),
+        ]
+        for authorization, status, total in sent:
+            answer = await http_exchange(reader, writer, "/api/sessions", authorization)
+            assert answer[0] == status, (authorization, answer)
+            if total is not None:
+                assert orjson.loads(answer[1])["total"] == total
+        # The token was hashed only when the connection's header changed.
+        assert resolved == [
+            api.tokens["admin"],
+            "cs_not_a_real_token",
+            api.tokens["other"],
+            api.tokens["admin"][:-1],
+            api.tokens["admin"],
+        ]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert registry.remembered_connections == kept_before + 1
+    for _ in range(100):
+        gc.collect()
+        if registry.remembered_connections == kept_before:
+            break
+        await asyncio.sleep(0.01)
+    assert registry.remembered_connections == kept_before

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from service.app import create_app
+from service.handlers import READ_CHECKSUMS, read_checksum
 from service.settings import Settings
 from service.store import migrate_legacy_cards
 from service.store.keys import keys_of
@@ -47,6 +48,17 @@ async def test_list_etag_and_304(api: Api) -> None:
     # A list of tags, a weak tag, and * all match.
     assert (await tagged(api, "/api/sessions", f'"x", W/{moved}'))[0] == 304
     assert (await tagged(api, "/api/sessions", "*"))[0] == 304
+
+
+def test_read_checksums_kept_are_bounded() -> None:
+    """The checksums of reads are kept for the reads seen last, never for every path a
+    client ever sent."""
+    first = read_checksum("ns", "/api/sessions?limit=1")
+    assert read_checksum("ns", "/api/sessions?limit=1") == first
+    assert read_checksum("other", "/api/sessions?limit=1") != first
+    for n in range(READ_CHECKSUMS + 100):
+        read_checksum("ns", f"/api/sessions?limit={n}&" + "x" * 8000)
+    assert read_checksum.cache_info().currsize <= READ_CHECKSUMS
 
 
 async def test_every_kind_of_write_moves_the_tag(api: Api) -> None:
