@@ -33,6 +33,8 @@ log = logging.getLogger("chatsessions.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The same bounds in nanoseconds, as requests are timed.
+LATENCY_BOUNDS_NS = tuple(round(bound * 1e9) for bound in LATENCY_BUCKETS)
 # The plain counters, with their help texts.
 COUNTERS = {
     "redis_errors": "Requests that found Redis unreachable, timing out or failing over.",
@@ -58,7 +60,7 @@ class Counts:
         # (method, route, status) -> requests answered
         self.requests: dict[tuple[str, str, int], int] = {}
         # route -> requests per latency bucket (the last one above every bound), then
-        # the sum of their seconds
+        # the sum of their nanoseconds
         self.latency: dict[str, list[float]] = {}
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         # (webhook name, one of WEBHOOK_COUNTERS) -> count
@@ -109,16 +111,16 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_CountsCollector(self))
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """One answered request."""
+    def observe(self, method: str, route: str, status: int, nanoseconds: int) -> None:
+        """One answered request, which took ``nanoseconds``."""
         requests = self.counts.requests
         key = (method, route, status)
         requests[key] = requests.get(key, 0) + 1
         row = self.counts.latency.get(route)
         if row is None:
             row = self.counts.latency[route] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-        row[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        row[-1] += seconds
+        row[bisect_left(LATENCY_BOUNDS_NS, nanoseconds)] += 1
+        row[-1] += nanoseconds
 
     def count(self, name: str, amount: int = 1) -> None:
         """Adds to one of :data:`COUNTERS`."""
@@ -192,7 +194,7 @@ class _CountsCollector(Collector):
             for bound, in_bucket in zip(bounds, row, strict=False):
                 seen += in_bucket
                 cumulative.append((bound, seen))
-            latency.add_metric([route], cumulative, sum_value=row[-1])
+            latency.add_metric([route], cumulative, sum_value=row[-1] / 1e9)
         yield latency
         for name, help_text in COUNTERS.items():
             yield CounterMetricFamily(

@@ -30,20 +30,21 @@ def text_lines(stream: io.StringIO) -> list[tuple[str, ...]]:
 
 
 @pytest.mark.parametrize(
-    ("ms", "written"),
+    ("nanoseconds", "written"),
     [
-        (0.0, "0.00"),
-        (0.004, "0.00"),
-        (0.006, "0.01"),
-        (1.2345, "1.23"),
-        (9.999, "10.00"),
-        (12.5, "12.50"),
-        (1234.567, "1234.57"),
+        (0, "0.00"),
+        (4_999, "0.00"),
+        (5_000, "0.01"),
+        (1_234_500, "1.23"),
+        (9_994_999, "9.99"),
+        (9_995_000, "10.00"),
+        (12_500_000, "12.50"),
+        (1_234_567_000, "1234.57"),
     ],
 )
-def test_milliseconds_are_written_to_two_places(ms: float, written: str) -> None:
+def test_milliseconds_are_written_to_two_places(nanoseconds: int, written: str) -> None:
     stream = io.StringIO()
-    AccessLog("text", stream).record("GET", "/api/sessions", 200, ms)
+    AccessLog("text", stream).record("GET", "/api/sessions", 200, nanoseconds)
     assert text_lines(stream)[0][4] == written
 
 
@@ -58,7 +59,7 @@ def test_each_line_names_its_own_method_route_and_status() -> None:
         ("DELETE", "/api/sessions/{session_id}", 404),
     ]
     for method, route, status in asked:
-        log.record(method, route, status, 1.0)
+        log.record(method, route, status, 1_000_000)
     assert [line[1:4] for line in text_lines(stream)] == [
         (method, route, str(status)) for method, route, status in asked
     ]
@@ -72,7 +73,7 @@ def test_the_time_of_day_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> N
     stream = io.StringIO()
     log = AccessLog("text", stream)
     for _ in range(4):
-        log.record("GET", "/api/sessions", 200, 1.0)
+        log.record("GET", "/api/sessions", 200, 1_000_000)
     stamps = [line[0] for line in text_lines(stream)]
     expected = [
         time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(int(first + step)))
@@ -84,7 +85,7 @@ def test_the_time_of_day_follows_the_clock(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_json_lines_carry_the_same_fields() -> None:
     stream = io.StringIO()
-    AccessLog("json", stream).record("POST", "/api/messages", 207, 3.14159)
+    AccessLog("json", stream).record("POST", "/api/messages", 207, 3_141_590)
     entry = orjson.loads(stream.getvalue())
     assert entry["message"] == "POST /api/messages 207 3.14ms"
     assert (entry["method"], entry["route"], entry["status"], entry["ms"]) == (

@@ -57,8 +57,8 @@ def sample(text: str, line_start: str) -> float:
 
 def test_latency_lands_in_cumulative_buckets() -> None:
     metrics = Metrics()
-    for seconds in (0.0004, 0.0005, 0.0007, 0.02, 3.0):
-        metrics.observe("GET", "/api/sessions", 200, seconds)
+    for nanoseconds in (400_000, 500_000, 700_000, 20_000_000, 3_000_000_000):
+        metrics.observe("GET", "/api/sessions", 200, nanoseconds)
     text = metrics.render().decode()
     bucket = 'chatsessions_request_seconds_bucket{le="%s",route="/api/sessions"}'
     assert sample(text, bucket % "0.0005") == 2.0  # a bound holds what equals it
@@ -75,9 +75,9 @@ def test_latency_lands_in_cumulative_buckets() -> None:
 def test_workers_sharing_a_folder_each_count_once(tmp_path: Path) -> None:
     first, second = Metrics(str(tmp_path), "first"), Metrics(str(tmp_path), "second")
     for _ in range(3):
-        first.observe("GET", "/api/sessions", 200, 0.001)
+        first.observe("GET", "/api/sessions", 200, 1_000_000)
     first.count("messages_ingested", 4)
-    second.observe("GET", "/api/sessions", 200, 0.001)
+    second.observe("GET", "/api/sessions", 200, 1_000_000)
     second.count("messages_ingested")
     requests = 'chatsessions_requests_total{method="GET",route="/api/sessions",status="200"}'
     # Not flushed yet: each sees only its own.
@@ -100,7 +100,7 @@ def test_an_unwritable_folder_is_logged_once_and_counting_goes_on(
     folder.mkdir()
     metrics = Metrics(str(folder), "worker")
     folder.rmdir()
-    metrics.observe("GET", "/api/sessions", 200, 0.001)
+    metrics.observe("GET", "/api/sessions", 200, 1_000_000)
     with caplog.at_level(logging.WARNING, logger="chatsessions.metrics"):
         metrics.flush()
         metrics.flush()
