@@ -206,9 +206,14 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     atexit.register(flush_logs)
 
 
-# The end of an access line, its time, by hundredths of a millisecond up to 10 ms,
-# where nearly every answer falls: looked up, not formatted per request.
-LINE_ENDINGS = tuple(f"{n // 100}.{n % 100:02d}ms\n" for n in range(1000))
+def line_ending(hundredths: int) -> str:
+    """The end of an access line: its time, ``hundredths`` of a millisecond, as ms."""
+    return f"{hundredths // 100}.{hundredths % 100:02d}ms\n"
+
+
+# The line endings up to 10 ms, where nearly every answer falls: looked up, not
+# formatted per request.
+LINE_ENDINGS = tuple(line_ending(n) for n in range(1000))
 
 
 class AccessLog:
@@ -263,10 +268,10 @@ class AccessLog:
             head = self._heads[key] = (
                 f"{self._stamp} INFO {ACCESS_LOGGER} {method} {route} {status} "
             )
-        if hundredths < len(LINE_ENDINGS):
-            self._stream.write(head + LINE_ENDINGS[hundredths])
-        else:
-            self._stream.write(f"{head}{hundredths // 100}.{hundredths % 100:02d}ms\n")
+        ending = (
+            LINE_ENDINGS[hundredths] if hundredths < len(LINE_ENDINGS) else line_ending(hundredths)
+        )
+        self._stream.write(head + ending)
 
     def flush(self) -> None:
         self._stream.flush()
